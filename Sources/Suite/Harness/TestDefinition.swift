@@ -1,0 +1,66 @@
+import DmirrorDevice
+import DmirrorMachine
+
+/// The kernel suite's fixtures (FIXTURE(hmm), FIXTURE(hmm2)).
+public enum Fixture: String, Sendable, CaseIterable {
+    /// One device file: `fd`.
+    case hmm
+    /// Two device files of the same kind: `fd0`, `fd1`.
+    case hmm2
+}
+
+/// A FIXTURE_VARIANT_ADD: which device numbers a fixture opens.
+public struct Variant: Sendable, Hashable {
+    public let fixture: Fixture
+    /// The kernel's variant name, e.g. "hmm_device_private".
+    public let name: String
+    /// The /dev/hmm_dmirrorN units opened by setup (one for hmm, two for hmm2).
+    public let devices: [Int]
+
+    /// hmm_is_coherent_type(): units 2 and 3 are device-coherent.
+    public var isCoherent: Bool { devices[0] >= 2 }
+
+    public static let hmmDevicePrivate = Variant(fixture: .hmm, name: "hmm_device_private", devices: [0])
+    public static let hmmDeviceCoherent = Variant(fixture: .hmm, name: "hmm_device_coherent", devices: [2])
+    public static let hmm2DevicePrivate = Variant(fixture: .hmm2, name: "hmm2_device_private", devices: [0, 1])
+    public static let hmm2DeviceCoherent = Variant(fixture: .hmm2, name: "hmm2_device_coherent", devices: [2, 3])
+
+    /// The variants of `fixture`, in the kernel's order.
+    public static func all(of fixture: Fixture) -> [Variant] {
+        switch fixture {
+        case .hmm: [.hmmDevicePrivate, .hmmDeviceCoherent]
+        case .hmm2: [.hmm2DevicePrivate, .hmm2DeviceCoherent]
+        }
+    }
+}
+
+/// One TEST_F of hmm-tests.c, written once against `Machine`.
+public struct TestDefinition: Sendable {
+    public let fixture: Fixture
+    /// The test's name in hmm-tests.c, e.g. "anon_read".
+    public let name: String
+    /// TEST_F_TIMEOUT's value; 30 s (TEST_TIMEOUT_DEFAULT) otherwise.
+    public let timeoutSeconds: Int
+    /// A benchmark prints measurements; `swift test` may leave it out of its default path.
+    public let isBenchmark: Bool
+    public let body: @Sendable (TestContext) throws -> Void
+
+    public init(_ fixture: Fixture, _ name: String, timeoutSeconds: Int = 30, isBenchmark: Bool = false,
+                body: @escaping @Sendable (TestContext) throws -> Void) {
+        self.fixture = fixture
+        self.name = name
+        self.timeoutSeconds = timeoutSeconds
+        self.isBenchmark = isBenchmark
+        self.body = body
+    }
+}
+
+/// One runnable case: a test in one variant, named `fixture.variant.test` as the kernel harness names it.
+public struct SuiteCase: Sendable {
+    public let test: TestDefinition
+    public let variant: Variant
+
+    public var fixture: Fixture { test.fixture }
+    /// e.g. "hmm.hmm_device_private.open_close".
+    public var name: String { "\(test.fixture.rawValue).\(variant.name).\(test.name)" }
+}
