@@ -8,6 +8,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -57,6 +58,12 @@ int dmirror_shim_userfaultfd(int flags)
 int dmirror_shim_open(const char *path, int flags, unsigned int mode)
 {
 	int fd = open(path, flags, (mode_t)mode);
+	return fd < 0 ? -errno : fd;
+}
+
+int dmirror_shim_eventfd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 

@@ -26,6 +26,9 @@ int dmirror_shim_userfaultfd(int flags);
 /* open(2) with a mode, variadic in glibc (O_TMPFILE needs the mode). */
 int dmirror_shim_open(const char *path, int flags, unsigned int mode);
 
+/* eventfd(0, EFD_CLOEXEC); sys/eventfd.h is not in Swift's Glibc module. */
+int dmirror_shim_eventfd(void);
+
 /* fork(2) is unavailable to Swift on Linux; the caller must be single-threaded. */
 pid_t dmirror_shim_fork(void);
 
