@@ -54,34 +54,47 @@ if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)" -lt 2 ]; then
 fi
 
 # ------------------------------------------------- coherent device memory check
-# A range [start, start+256MiB) is usable as special purpose memory when the
-# firmware reported it as usable RAM (BIOS-e820 lines in the log) and the
-# kernel now shows it as "Reserved" in /proc/iomem (memmap=...$... did that).
+# A range [start, start+256MiB) is usable as special purpose memory when
+#  - the firmware reported it as RAM (BIOS-e820 lines in the log),
+#  - the kernel's own map after memmap=...$... calls it reserved ("user:" lines),
+#  - /proc/iomem shows it as "Reserved" and no "System RAM" overlaps it.
 SPM_SIZE=$((256 * 1024 * 1024))
 
-range_in_e820_ram() {
-	s=$(($1)); e=$((s + SPM_SIZE - 1))
-	dmesg | grep 'BIOS-e820: \[mem ' | grep ' usable' |
+# covers PREFIX PATTERN START: is [START, START+256MiB) inside one [mem a-b] line?
+covers() {
+	s=$(($3)); e=$((s + SPM_SIZE - 1))
+	dmesg | grep "$1 \[mem " | grep -E "$2" |
 		sed 's/.*\[mem 0x\([0-9a-f]*\)-0x\([0-9a-f]*\)\].*/\1 \2/' |
 		while read -r a b; do
 			if [ $((0x$a)) -le $s ] && [ $((0x$b)) -ge $e ]; then echo yes; fi
 		done | grep -q yes
 }
 
-range_reserved_in_iomem() {
-	s=$(($1)); e=$((s + SPM_SIZE - 1))
-	grep -E '^[0-9a-f]+-[0-9a-f]+ : Reserved$' /proc/iomem |
-		sed 's/^\([0-9a-f]*\)-\([0-9a-f]*\) .*/\1 \2/' |
-		while read -r a b; do
-			if [ $((0x$a)) -le $s ] && [ $((0x$b)) -ge $e ]; then echo yes; fi
-		done | grep -q yes
+# iomem_check START: prints "reserved", "ram" (overlaps System RAM) or "absent"
+iomem_check() {
+	s=$(($1)); e=$((s + SPM_SIZE - 1)); verdict=absent
+	while IFS= read -r line; do
+		case "$line" in " "*) continue ;; esac
+		range=${line%% : *}; name=${line#* : }
+		a=$((0x${range%-*})); b=$((0x${range#*-}))
+		case "$name" in
+		"System RAM") if [ $a -le $e ] && [ $b -ge $s ]; then echo ram; return; fi ;;
+		Reserved) if [ $a -le $s ] && [ $b -ge $e ]; then verdict=reserved; fi ;;
+		esac
+	done < /proc/iomem
+	echo $verdict
 }
 
 SPM_OK=1
 for a in "$LAB_SPM0" "$LAB_SPM1"; do
 	if [ -z "$a" ]; then SPM_OK=0; note "spm: no address given"; continue; fi
-	if ! range_in_e820_ram "$a"; then SPM_OK=0; note "spm: $a is not inside usable RAM of this guest (BIOS-e820)"; fi
-	if ! range_reserved_in_iomem "$a"; then SPM_OK=0; note "spm: $a is not shown as Reserved in /proc/iomem"; fi
+	if ! covers BIOS-e820 'usable|System RAM' "$a"; then SPM_OK=0; note "spm: $a is not inside the RAM the firmware gave this guest (BIOS-e820)"; fi
+	if ! covers user 'reserved' "$a"; then SPM_OK=0; note "spm: $a is not reserved in the kernel's e820 map (memmap= missing?)"; fi
+	case $(iomem_check "$a") in
+	reserved) ;;
+	ram) SPM_OK=0; note "spm: $a overlaps System RAM in /proc/iomem" ;;
+	*) SPM_OK=0; note "spm: $a is not shown as Reserved in /proc/iomem" ;;
+	esac
 done
 echo "$SPM_OK" > "$R/spm.ok"
 [ "$SPM_OK" = 1 ] && note "spm: $LAB_SPM0 and $LAB_SPM1 are reserved RAM (256 MiB each)"
@@ -103,9 +116,9 @@ if [ "$LAB_MODE" = shell ]; then
 	echo
 	echo "dmirror lab shell: test_hmm is loaded; /lab holds hmm-tests, dmirror, test_hmm.ko."
 	echo "Try: hmm-tests -r hmm.hmm_device_private.migrate ; dmirror run --backend kernel"
-	echo "Leave with: poweroff -f"
+	echo "Leave with: exit (or reboot -f)"
 	setsid cttyhack sh
-	poweroff -f
+	reboot -f
 fi
 
 # ------------------------------------------------------------ run one case
@@ -149,7 +162,7 @@ run_suite() {
 # ------------------------------------------------------ the kernel's C suite
 # `hmm-tests -l` prints a table (fixture, variant, test columns of width 20
 # and 25) on stderr; expand it to fixture.variant.test names in run order.
-/lab/hmm-tests -l > "$R/kselftest.listing" 2>&1
+/lab/hmm-tests -l 2> "$R/kselftest.listing" > "$R/kselftest.listing.stdout"
 awk '
 function flush(  i, j) {
 	if (fx == "") return
@@ -157,7 +170,8 @@ function flush(  i, j) {
 	for (i = 0; i < nv; i++) for (j = 0; j < nt; j++) print fx "." vs[i] "." ts[j]
 	fx = ""; nv = 0; nt = 0
 }
-/^# FIXTURE/ { next }
+/^# FIXTURE/ { table = 1; next }
+!table || /^#/ || /^\[/ { next }
 /^----/ { flush(); next }
 {
 	f = substr($0, 1, 20); v = substr($0, 22, 25); t = substr($0, 48)
@@ -200,5 +214,6 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 	echo "===DMIRROR-LAB-RESULTS-END==="
 } > /dev/ttyS1
 sync
-poweroff -f
+# no ACPI sleep support in the guest, so power-off would only halt: reboot,
+# which qemu (-no-reboot) turns into an exit
 reboot -f

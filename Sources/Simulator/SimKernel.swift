@@ -1,1 +1,130 @@
+import DmirrorDevice
 import DmirrorMachine
+
+/// The simulated machine's fixed properties.
+public struct SimConfiguration: Sendable {
+    /// /sys/kernel/mm/transparent_hugepage/enabled.
+    public enum THPMode: String, Sendable, CaseIterable {
+        case always, madvise, never
+    }
+
+    /// PAGE_SIZE.
+    public var pageSize: Int
+    /// HPAGE_PMD_SIZE (hpage_pmd_size): a property of the simulated machine.
+    public var pmdSize: Int
+    /// PUD_SIZE.
+    public var pudSize: Int
+    /// The THP mode; the lab's real kernel uses madvise.
+    public var thpEnabled: THPMode
+    /// The default hugetlb page size ("Hugepagesize:").
+    public var hugetlbPageSize: Int
+    /// nr_hugepages at boot.
+    public var hugetlbPoolPages: Int
+    /// test_hmm loaded with spm_addr_dev0/1: /dev/hmm_dmirror2 and 3 exist.
+    public var hasCoherentDevices: Bool
+    /// CONFIG_GUP_TEST and debugfs.
+    public var gupTestAvailable: Bool
+    /// The userfaultfd syscall.
+    public var userfaultfdAvailable: Bool
+
+    public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
+                thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
+                hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true) {
+        self.pageSize = pageSize
+        self.pmdSize = pmdSize
+        self.pudSize = pudSize
+        self.thpEnabled = thpEnabled
+        self.hugetlbPageSize = hugetlbPageSize
+        self.hugetlbPoolPages = hugetlbPoolPages
+        self.hasCoherentDevices = hasCoherentDevices
+        self.gupTestAvailable = gupTestAvailable
+        self.userfaultfdAvailable = userfaultfdAvailable
+    }
+}
+
+/// One simulated system: physical memory (the zero pages, the hugetlb pool),
+/// the test_hmm module's four devices, and the processes' mms.
+///
+/// `@unchecked Sendable`: mutable state (the mm list, the physical address
+/// allocator, pids) is protected by `lock`; the devices lock themselves.
+public final class SimKernel: @unchecked Sendable {
+    public let configuration: SimConfiguration
+    let pageShift: Int
+    let pmdShift: Int
+    let pudShift: Int
+    /// ZERO_PAGE(0).
+    let zeroFolio: Folio
+    /// The huge zero folio.
+    let hugeZeroFolio: Folio
+    let hugetlbPool: HugetlbPool
+    /// dmirror_devices[]: nil where the device does not exist.
+    private(set) var devices: [DmirrorDevice?] = []
+
+    private let lock = SimMutex()
+    private var mms: [WeakMM] = []
+    private var nextPid: Int32 = 1000
+    /// request_free_mem_region(): fake physical addresses for private chunks.
+    private var nextFreeRegion: UInt64 = 0x10_0000_0000
+
+    /// spm_addr_dev0/spm_addr_dev1 (efi_fake_mem ranges, as in the lab).
+    static let spmAddressDev0: UInt64 = 0x1_0000_0000
+    static let spmAddressDev1: UInt64 = 0x1_4000_0000
+
+    private struct WeakMM { weak var mm: MMStruct? }
+
+    public init(configuration: SimConfiguration = .init()) {
+        self.configuration = configuration
+        pageShift = configuration.pageSize.trailingZeroBitCount
+        pmdShift = configuration.pmdSize.trailingZeroBitCount
+        pudShift = configuration.pudSize.trailingZeroBitCount
+        zeroFolio = Folio(kind: .zero, order: 0, pageSize: configuration.pageSize)
+        hugeZeroFolio = Folio(kind: .hugeZero, order: pmdShift - pageShift, pageSize: configuration.pageSize)
+        hugetlbPool = HugetlbPool(pages: configuration.hugetlbPoolPages, pageSize: configuration.pageSize,
+                                  hugePageSize: configuration.hugetlbPageSize)
+        // hmm_dmirror_init()
+        var devs: [DmirrorDevice?] = [
+            DmirrorDevice(kernel: self, minor: 0, type: .devicePrivate),
+            DmirrorDevice(kernel: self, minor: 1, type: .devicePrivate),
+        ]
+        if configuration.hasCoherentDevices {
+            devs.append(DmirrorDevice(kernel: self, minor: 2, type: .deviceCoherent))
+            devs.append(DmirrorDevice(kernel: self, minor: 3, type: .deviceCoherent))
+        } else {
+            devs.append(contentsOf: [nil, nil])
+        }
+        devices = devs
+    }
+
+    /// A new process with its own mm_struct.
+    public func spawnProcess() -> any Machine {
+        makeProcess(mm: MMStruct(kernel: self), isChild: false)
+    }
+
+    func makeProcess(mm: MMStruct, isChild: Bool) -> SimProcess {
+        let pid = lock.withLock { () -> Int32 in
+            nextPid += 1
+            mms.removeAll { $0.mm == nil }
+            mms.append(WeakMM(mm: mm))
+            return nextPid
+        }
+        return SimProcess(kernel: self, mm: mm, pid: pid, isChild: isChild)
+    }
+
+    /// Every mm still alive (for migrate_device_range(), which finds mappings through rmap).
+    func liveMMs() -> [MMStruct] {
+        lock.withLock { mms.compactMap(\.mm) }
+    }
+
+    /// folio_alloc(): a new system folio.
+    func allocFolio(_ kind: Folio.Kind, order: Int, zeroed: Bool = true) -> Folio {
+        Folio(kind: kind, order: order, pageSize: configuration.pageSize, zeroed: zeroed)
+    }
+
+    func requestFreeMemRegion(_ size: UInt64) -> UInt64 {
+        lock.withLock {
+            let base = nextFreeRegion
+            nextFreeRegion += size
+            return base
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import ArgumentParser
+import DmirrorDevice
+import DmirrorMachine
+import DmirrorSuite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum BackendChoice: String, CaseIterable, ExpressibleByArgument {
+    /// The real driver where /dev/hmm_dmirror0 opens, the simulator otherwise.
+    case auto
+    case kernel
+    case sim
+}
+
+enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
+    case tap
+    case json
+}
+
+/// `dmirror run`: the suite, each case in its own process, kselftest TAP or JSON out.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the suite (each case in its own process) and print kselftest TAP.",
+        discussion: """
+            Filters work as in the kernel harness: they are checked in order and the first match \
+            decides; with no positive filter (-r, -t, -f, -v) everything runs except the exclusions. \
+            Example: dmirror run -T benchmark_thp_migration -v hmm_device_private
+            """
+    )
+
+    @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 opens, else the simulator.")
+    var backend: BackendChoice = .auto
+
+    @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
+    var abi: ABIGeneration?
+
+    @Option(help: "tap (kselftest) or json (one document).")
+    var format: OutputFormat = .tap
+
+    @OptionGroup var selection: Selection
+
+    func run() throws {
+        let resolved: ResolvedBackend
+        switch BackendResolver.resolve(backend, abi: abi) {
+        case .success(let backend): resolved = backend
+        case .failure(let problem):
+            FileHandleLite.standardError("dmirror: \(problem.message)")
+            throw ExitCode(KSFTExitCode.skip)
+        }
+
+        let plan = selection.plan
+        let reporter: SuiteReporter = switch format {
+        case .tap: TAPReporter(printsVersion: getenv("KSFT_TAP_LEVEL") == nil)
+        case .json: JSONReporter()
+        }
+        let executable = IsolatedCaseLauncher.currentExecutable() ?? CommandLine.arguments[0]
+        let backendName = resolved.backend.rawValue
+        let abiName = resolved.abi.rawValue
+        let launcher = IsolatedCaseLauncher(executable: executable) { suiteCase in
+            ["run-case", suiteCase.name, "--backend", backendName, "--abi", abiName,
+             "--verdict-fd", String(VerdictChannel.childDescriptor)]
+        }
+        IsolatedCaseLauncher.forwardInterrupts()
+        let totals = SuiteRunner(reporter: reporter, launcher: launcher).run(plan, backend: resolved.info)
+        throw ExitCode(totals.exitCode)
+    }
+}
+
+/// `dmirror list`: the case names, one per line, in run order.
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the cases (fixture.variant.test), one per line, in run order.")
+
+    @OptionGroup var selection: Selection
+
+    func run() throws {
+        var text = ""
+        for suiteCase in selection.plan.cases { text += suiteCase.name + "\n" }
+        print(text, terminator: "")
+    }
+}
+
+/// `dmirror run-case`: one case in this process (what `run` spawns for each case).
+struct RunCase: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-case",
+        abstract: "Run one case in this process (used by `dmirror run`).",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "fixture.variant.test")
+    var name: String
+
+    @Option(help: "kernel or sim.")
+    var backend: Backend
+
+    @Option(help: "The dmirror ioctl ABI generation.")
+    var abi: ABIGeneration = .newest
+
+    @Option(name: .customLong("verdict-fd"), help: "Where to write the verdict line.")
+    var verdictFD: Int32?
+
+    func run() throws {
+        CaseInvocation(name: name, backend: backend, abi: abi, verdictFD: verdictFD).runAndExit()
+    }
+}
+
+/// What `run-case` was asked to do. `dmirror run` spawns one per case with
+/// a fixed argument shape, which main.swift recognises without argument-parser
+/// (its reflection costs milliseconds per process).
+struct CaseInvocation {
+    var name: String
+    var backend: Backend
+    var abi: ABIGeneration
+    var verdictFD: Int32?
+
+    init(name: String, backend: Backend, abi: ABIGeneration, verdictFD: Int32?) {
+        self.name = name
+        self.backend = backend
+        self.abi = abi
+        self.verdictFD = verdictFD
+    }
+
+    /// `dmirror run-case <name> --backend B [--abi A] [--verdict-fd N]` exactly; nil for anything else.
+    init?(arguments: [String]) {
+        guard arguments.count >= 3, arguments[1] == "run-case", !arguments[2].hasPrefix("-") else { return nil }
+        name = arguments[2]
+        var backend: Backend?
+        abi = .newest
+        var index = 3
+        while index + 1 < arguments.count {
+            let value = arguments[index + 1]
+            switch arguments[index] {
+            case "--backend": backend = Backend(rawValue: value)
+            case "--abi":
+                guard let parsed = ABIGeneration(rawValue: value) else { return nil }
+                abi = parsed
+            case "--verdict-fd":
+                guard let fd = Int32(value) else { return nil }
+                verdictFD = fd
+            default: return nil
+            }
+            index += 2
+        }
+        guard index == arguments.count, let backend else { return nil }
+        self.backend = backend
+    }
+
+    func runAndExit() -> Never {
+        guard let suiteCase = (HMMSuite.cases + HMMSuite.extraCases + HarnessSelfTest.cases)
+            .first(where: { $0.name == name }) else {
+            FileHandleLite.standardError("dmirror: no case named \(name); `dmirror list --extra` shows them")
+            exit(KSFTExitCode.usage)
+        }
+        let machine = BackendResolver.makeMachine(backend, abi: abi)
+        CaseProcessChild.runAndExit(suiteCase, on: machine, verdictDescriptor: verdictFD)
+    }
+}
+
+extension Backend: ExpressibleByArgument {}

@@ -1,0 +1,246 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// FAULT_FLAG_* bits.
+struct FaultFlags: OptionSet {
+    let rawValue: UInt32
+    static let write = FaultFlags(rawValue: 1 << 0)       // FAULT_FLAG_WRITE
+    static let allowRetry = FaultFlags(rawValue: 1 << 2)  // FAULT_FLAG_ALLOW_RETRY
+    static let user = FaultFlags(rawValue: 1 << 6)        // FAULT_FLAG_USER
+    static let remote = FaultFlags(rawValue: 1 << 7)      // FAULT_FLAG_REMOTE
+}
+
+/// vm_fault_t, reduced to what callers act on.
+enum VMFault {
+    /// 0: the fault was handled (or there was nothing to do); mmap_lock still held.
+    case done
+    /// VM_FAULT_RETRY/COMPLETED: mmap_lock was dropped (userfaultfd waited).
+    case retry
+    /// VM_FAULT_OOM.
+    case oom
+    /// VM_FAULT_SIGBUS.
+    case sigbus
+    /// VM_FAULT_SIGSEGV.
+    case sigsegv
+
+    /// vm_fault_to_errno().
+    var errno: Errno? {
+        switch self {
+        case .done, .retry: nil
+        case .oom: .ENOMEM
+        case .sigbus, .sigsegv: .EFAULT
+        }
+    }
+}
+
+import DmirrorDevice
+
+extension MMStruct {
+    /// handle_mm_fault(): resolve one fault at `addr` in `vma`. The caller
+    /// holds mmap_lock for read and has checked the VMA's access rights.
+    func handleMMFault(_ vma: VMArea, _ addr: UInt64, _ flags: FaultFlags) -> VMFault {
+        let write = flags.contains(.write)
+        let pageMask = ~UInt64(pageSize - 1)
+        let address = addr & pageMask
+        let haddr = addr & ~UInt64(pmdSize - 1)
+        while true {
+            ptl.lock()
+            let pmd = pageTable.pmd(address)
+            switch pmd {
+            case nil:
+                if vma.isHugetlb {
+                    ptl.unlock()
+                    return hugetlbFault(vma, address, write: write)
+                }
+                if thpAllowed(vma, haddr) {
+                    // do_huge_pmd_anonymous_page()
+                    if !write {
+                        pageTable.setPMD(haddr, .huge(kernel.hugeZeroFolio, writable: false))
+                    } else {
+                        let folio = kernel.allocFolio(.anon, order: pmdOrder)
+                        pageTable.setPMD(haddr, .huge(folio, writable: vma.flags.contains(.write)))
+                    }
+                    ptl.unlock()
+                    return .done
+                }
+            case .huge(let folio, let writable)?:
+                if !write || writable {
+                    ptl.unlock()
+                    return .done
+                }
+                ptl.unlock()
+                // do_huge_pmd_wp_page()
+                if folio.kind == .hugeZero {
+                    let replaced = withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) { () -> Bool in
+                        ptl.withLock {
+                            guard case .huge(let f, _)? = pageTable.pmd(haddr), f === folio else { return false }
+                            pageTable.setPMD(haddr, .huge(kernel.allocFolio(.anon, order: pmdOrder), writable: true))
+                            return true
+                        }
+                    }
+                    if replaced { return .done }
+                    continue
+                }
+                if folio.kind == .anon && folio.mapcount.load(ordering: .relaxed) == 1 {
+                    ptl.withLock {
+                        if case .huge(let f, _)? = pageTable.pmd(haddr), f === folio {
+                            pageTable.setPMD(haddr, .huge(folio, writable: true))
+                        }
+                    }
+                    return .done
+                }
+                splitHugePMDAddressForce(haddr)
+                continue
+            case .hugetlb(let folio, let writable)?:
+                if write && !writable {
+                    pageTable.setPMD(haddr, .hugetlb(folio, writable: true))
+                }
+                ptl.unlock()
+                return .done
+            case .devicePrivate(let folio, _)?:
+                ptl.unlock()
+                // do_huge_pmd_device_private(): migrate_to_ram with vmf->pte == NULL.
+                let result = folio.pgmap!.mdevice.devmemFault(mm: self, vma: vma, address: address,
+                                                               page: PageRef(folio, Int((address - haddr) >> UInt64(pageShift))),
+                                                               ptMapped: false)
+                if case .done = result { continue }
+                return result
+            case .migration?:
+                ptl.unlock()
+                simYield()
+                continue
+            case .table?:
+                break
+            }
+
+            // PTE level.
+            let pte = pageTable.pte(address)
+            switch pte {
+            case .none:
+                return doPteMissing(vma, address, flags)  // releases ptl
+            case .present(let page, let writable):
+                if !write || writable {
+                    ptl.unlock()
+                    return .done
+                }
+                ptl.unlock()
+                if doWpPage(vma, address, page) { return .done }
+                continue
+            case .devicePrivate(let page, _):
+                ptl.unlock()
+                // do_swap_page() → pgmap->ops->migrate_to_ram()
+                let result = page.folio.pgmap!.mdevice.devmemFault(mm: self, vma: vma, address: address,
+                                                                    page: page, ptMapped: true)
+                if case .done = result { continue }
+                return result
+            case .deviceExclusive(let page, _):
+                ptl.unlock()
+                removeDeviceExclusiveEntry(vma, address, page)
+                continue
+            case .migration:
+                ptl.unlock()
+                simYield()
+                continue
+            }
+        }
+    }
+
+    var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
+
+    /// Splits the huge PMD at `haddr` with its invalidation.
+    func splitHugePMDAddressForce(_ haddr: UInt64) {
+        withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) {
+            ptl.withLock { splitHugePMDLocked(haddr) }
+        }
+    }
+
+    /// do_pte_missing(): do_anonymous_page() or do_fault(). Called with `ptl` held; releases it.
+    private func doPteMissing(_ vma: VMArea, _ address: UInt64, _ flags: FaultFlags) -> VMFault {
+        let write = flags.contains(.write)
+        if vma.isAnonymous {
+            if vma.flags.contains(.uffdMissing), let ctx = vma.userfaultfd {
+                ptl.unlock()
+                return handleUserfault(ctx, address, flags)
+            }
+            if !write {
+                pageTable.setPTE(address, .present(PageRef(kernel.zeroFolio, 0), writable: false))
+            } else {
+                let folio = kernel.allocFolio(.anon, order: 0)
+                pageTable.setPTE(address, .present(PageRef(folio, 0), writable: true))
+            }
+            ptl.unlock()
+            return .done
+        }
+        if let inode = vma.file {
+            ptl.unlock()
+            // do_read_fault()/do_cow_fault()/do_shared_fault() via shmem_fault().
+            guard let cached = inode.getPage(vma.filePageIndex(address, pageShift: pageShift)) else { return .sigbus }
+            let page = PageRef(cached, 0)
+            return ptl.withLock { () -> VMFault in
+                guard pageTable.pte(address).isNone else { return .done }
+                if vma.isShared {
+                    pageTable.setPTE(address, .present(page, writable: vma.flags.contains(.write)))
+                } else if write {
+                    let copy = kernel.allocFolio(.anon, order: 0, zeroed: false)
+                    copyPage(to: PageRef(copy, 0), from: page)
+                    pageTable.setPTE(address, .present(PageRef(copy, 0), writable: true))
+                } else {
+                    pageTable.setPTE(address, .present(page, writable: false))
+                }
+                return .done
+            }
+        }
+        ptl.unlock()
+        return .sigbus
+    }
+
+    /// do_wp_page(): a write to a present read-only PTE. Returns true when done.
+    private func doWpPage(_ vma: VMArea, _ address: UInt64, _ page: PageRef) -> Bool {
+        let folio = page.folio
+        // wp_page_shared() / wp_page_reuse()
+        let reuse = vma.isShared
+            || ((folio.kind == .anon || folio.kind == .deviceCoherent) && folio.order == 0
+                && folio.mapcount.load(ordering: .relaxed) == 1)
+        if reuse {
+            return ptl.withLock {
+                guard case .present(let p, _) = pageTable.pte(address), p === page else { return false }
+                pageTable.setPTE(address, .present(page, writable: true))
+                return true
+            }
+        }
+        // wp_page_copy()
+        let newFolio = kernel.allocFolio(.anon, order: 0, zeroed: folio.isZeroPage)
+        if !folio.isZeroPage { copyPage(to: PageRef(newFolio, 0), from: page) }
+        return withInvalidation(.clear, address, address + UInt64(pageSize)) {
+            ptl.withLock {
+                guard case .present(let p, _) = pageTable.pte(address), p === page else { return false }
+                pageTable.setPTE(address, .present(PageRef(newFolio, 0), writable: true))
+                return true
+            }
+        }
+    }
+
+    /// remove_device_exclusive_entry(): the CPU touches a page a device holds exclusively.
+    func removeDeviceExclusiveEntry(_ vma: VMArea, _ address: UInt64, _ page: PageRef) {
+        withInvalidation(.clear, address, address + UInt64(pageSize), owner: self) {
+            ptl.withLock {
+                guard case .deviceExclusive(let p, let w) = pageTable.pte(address), p === page else { return }
+                pageTable.setPTE(address, .present(page, writable: w))
+            }
+        }
+    }
+
+    /// hugetlb_fault() for a missing entry.
+    private func hugetlbFault(_ vma: VMArea, _ address: UInt64, write: Bool) -> VMFault {
+        let hsize = UInt64(kernel.configuration.hugetlbPageSize)
+        let haddr = address & ~(hsize - 1)
+        guard let folio = kernel.hugetlbPool.allocate() else { return .sigbus }
+        ptl.withLock {
+            if pageTable.pmd(haddr) == nil {
+                pageTable.setPMD(haddr, .hugetlb(folio, writable: vma.flags.contains(.write) && (write || vma.isShared)))
+            }
+        }
+        return .done
+    }
+}

@@ -1,0 +1,64 @@
+extension MMStruct {
+    /// dup_mmap(): the child's address space. Private writable mappings are
+    /// copy-on-write (both sides write-protected), device-private entries are
+    /// copied read-only, device-exclusive entries are restored first, shared
+    /// mappings share their pages. Caller holds this mm's mmap_lock for write.
+    func dupMmap() -> MMStruct {
+        let child = MMStruct(kernel: kernel)
+        let pageSize = UInt64(self.pageSize)
+        let pmdSize = UInt64(self.pmdSize)
+        for vma in vmas {
+            let copy = vma.copy()
+            // Without UFFD_FEATURE_EVENT_FORK the child does not inherit the registration.
+            copy.userfaultfd = nil
+            copy.flags.remove(.uffdMissing)
+            child.vmas.append(copy)
+            let cow = vma.isCOWMapping
+            let body = {
+                self.ptl.withLock {
+                    var addr = vma.start
+                    while addr < vma.end {
+                        let pmdStart = addr & ~(pmdSize - 1)
+                        let segEnd = min(pmdStart + pmdSize, vma.end)
+                        defer { addr = segEnd }
+                        guard let entry = self.pageTable.pmd(addr) else { continue }
+                        switch entry {
+                        case .table(let table):
+                            var a = addr
+                            while a < segEnd {
+                                let i = self.pageTable.pteIndex(a)
+                                var pte = table.entries[i]
+                                if case .deviceExclusive(let p, let w) = pte {
+                                    // try_restore_exclusive_pte()
+                                    pte = .present(p, writable: w)
+                                    self.pageTable.setPTE(a, pte)
+                                }
+                                if !pte.isNone {
+                                    if cow, pte.isWritable {
+                                        pte = pte.wrprotected()
+                                        self.pageTable.setPTE(a, pte)
+                                    }
+                                    child.pageTable.setPTE(a, pte)
+                                }
+                                a += pageSize
+                            }
+                        default:
+                            var e = entry
+                            if cow, entry.isWritable {
+                                e = entry.wrprotected()
+                                self.pageTable.setPMD(pmdStart, e)
+                            }
+                            child.pageTable.setPMD(pmdStart, e)
+                        }
+                    }
+                }
+            }
+            if cow {
+                withInvalidation(.protectionPage, vma.start, vma.end, body)
+            } else {
+                body()
+            }
+        }
+        return child
+    }
+}

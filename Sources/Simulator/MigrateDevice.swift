@@ -1,0 +1,329 @@
+import DmirrorDevice
+
+/// MIGRATE_PFN_* flags.
+struct MigratePfnFlags: OptionSet {
+    let rawValue: UInt8
+    static let valid = MigratePfnFlags(rawValue: 1 << 0)     // MIGRATE_PFN_VALID
+    static let migrate = MigratePfnFlags(rawValue: 1 << 1)   // MIGRATE_PFN_MIGRATE
+    static let write = MigratePfnFlags(rawValue: 1 << 3)     // MIGRATE_PFN_WRITE
+    static let compound = MigratePfnFlags(rawValue: 1 << 4)  // MIGRATE_PFN_COMPOUND
+
+    /// A collected source: VALID | MIGRATE, plus WRITE and COMPOUND as given.
+    static func collected(_ writable: Bool, compound: Bool = false) -> MigratePfnFlags {
+        var f: MigratePfnFlags = [.valid, .migrate]
+        if writable { f.insert(.write) }
+        if compound { f.insert(.compound) }
+        return f
+    }
+}
+
+/// One src/dst element: migrate_pfn(page) | flags.
+struct MigratePfn {
+    var page: PageRef?
+    var flags: MigratePfnFlags = []
+}
+
+/// enum migrate_vma_direction.
+struct MigrateSelect: OptionSet {
+    let rawValue: UInt8
+    static let system = MigrateSelect(rawValue: 1 << 0)         // MIGRATE_VMA_SELECT_SYSTEM
+    static let devicePrivate = MigrateSelect(rawValue: 1 << 1)  // MIGRATE_VMA_SELECT_DEVICE_PRIVATE
+    static let deviceCoherent = MigrateSelect(rawValue: 1 << 2) // MIGRATE_VMA_SELECT_DEVICE_COHERENT
+    static let compound = MigrateSelect(rawValue: 1 << 3)       // MIGRATE_VMA_SELECT_COMPOUND
+}
+
+/// struct migrate_vma.
+final class MigrateVMA {
+    let mm: MMStruct
+    let vma: VMArea
+    let start: UInt64
+    let end: UInt64
+    var src: [MigratePfn]
+    var dst: [MigratePfn]
+    /// migrate->cpages: entries collected.
+    var cpages = 0
+    let pgmapOwner: AnyObject
+    let flags: MigrateSelect
+    let faultPage: PageRef?
+    /// What each collected entry was before it became a migration entry, to restore on failure.
+    fileprivate var saved: [Int: SavedEntry] = [:]
+
+    var npages: Int { src.count }
+
+    init(mm: MMStruct, vma: VMArea, start: UInt64, end: UInt64, pgmapOwner: AnyObject,
+         flags: MigrateSelect, faultPage: PageRef? = nil) {
+        self.mm = mm
+        self.vma = vma
+        self.start = start
+        self.end = end
+        let n = Int((end - start) >> UInt64(mm.pageShift))
+        src = Array(repeating: MigratePfn(), count: n)
+        dst = Array(repeating: MigratePfn(), count: n)
+        self.pgmapOwner = pgmapOwner
+        self.flags = flags
+        self.faultPage = faultPage
+    }
+
+    func address(_ i: Int) -> UInt64 { start + UInt64(i) << UInt64(mm.pageShift) }
+}
+
+fileprivate enum SavedEntry {
+    case pte(PTE)
+    case pmd(PMDEntry)
+}
+
+extension MMStruct {
+    /// migrate_vma_setup(): collect and unmap the pages of [start, end) that
+    /// match `args.flags`, replacing them with migration entries.
+    func migrateVMASetup(_ args: MigrateVMA) -> Errno? {
+        let pageMask = UInt64(pageSize - 1)
+        guard args.start & pageMask == 0, args.end & pageMask == 0, args.start < args.end else { return .EINVAL }
+        guard args.vma.start <= args.start, args.end <= args.vma.end else { return .EINVAL }
+        if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: [.io, .pfnmap]) { return .EINVAL }
+        withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
+            ptl.withLock { migrateVMACollect(args) }
+        }
+        return nil
+    }
+
+    /// migrate_vma_collect(): walk_page_range with migrate_vma_collect_pmd. Caller holds `ptl`.
+    private func migrateVMACollect(_ args: MigrateVMA) {
+        let pmdSize = UInt64(self.pmdSize)
+        let pageSize = UInt64(self.pageSize)
+        let compoundOK = args.flags.contains(.compound)
+        var addr = args.start
+        func idx(_ a: UInt64) -> Int { Int((a - args.start) / pageSize) }
+        func collectHole(_ s: UInt64, _ e: UInt64) {
+            guard args.vma.isAnonymous else { return }
+            if compoundOK && s & (pmdSize - 1) == 0 && e & (pmdSize - 1) == 0 && e - s == pmdSize {
+                args.src[idx(s)] = MigratePfn(page: nil, flags: [.migrate, .compound])
+                args.cpages += 1
+                return
+            }
+            var a = s
+            while a < e {
+                args.src[idx(a)] = MigratePfn(page: nil, flags: [.migrate])
+                args.cpages += 1
+                a += pageSize
+            }
+        }
+        while addr < args.end {
+            let pmdStart = addr & ~(pmdSize - 1)
+            let segEnd = min(pmdStart + pmdSize, args.end)
+            let wholePMD = compoundOK && addr == pmdStart && segEnd == pmdStart + pmdSize
+            switch pageTable.pmd(addr) {
+            case nil:
+                collectHole(addr, segEnd)
+                addr = segEnd
+                continue
+            case .huge(let folio, let writable)?:
+                guard args.flags.contains(.system) else { addr = segEnd; continue }
+                if folio.kind == .hugeZero {
+                    if wholePMD {
+                        collectHole(addr, segEnd)
+                        addr = segEnd
+                        continue
+                    }
+                    splitHugePMDLocked(pmdStart)
+                } else if wholePMD {
+                    args.src[idx(addr)] = MigratePfn(page: PageRef(folio, 0),
+                                                      flags: MigratePfnFlags.collected(writable, compound: true))
+                    args.cpages += 1
+                    args.saved[idx(addr)] = .pmd(.huge(folio, writable: writable))
+                    pageTable.setPMD(addr, .migration(folio, writable: writable))
+                    addr = segEnd
+                    continue
+                } else {
+                    splitHugePMDLocked(pmdStart)
+                }
+            case .devicePrivate(let folio, let writable)?:
+                guard args.flags.contains(.devicePrivate), folio.pgmap?.mdevice === args.pgmapOwner else {
+                    addr = segEnd
+                    continue
+                }
+                if wholePMD {
+                    args.src[idx(addr)] = MigratePfn(page: PageRef(folio, 0),
+                                                      flags: MigratePfnFlags.collected(writable, compound: true))
+                    args.cpages += 1
+                    args.saved[idx(addr)] = .pmd(.devicePrivate(folio, writable: writable))
+                    pageTable.setPMD(addr, .migration(folio, writable: writable))
+                    addr = segEnd
+                    continue
+                }
+                splitHugePMDLocked(pmdStart)
+            case .hugetlb?, .migration?:
+                addr = segEnd
+                continue
+            case .table?:
+                break
+            }
+            guard case .table(let table)? = pageTable.pmd(addr) else { addr = segEnd; continue }
+            var a = addr
+            while a < segEnd {
+                let i = idx(a)
+                let ti = pageTable.pteIndex(a)
+                let pte = table.entries[ti]
+                switch pte {
+                case .none:
+                    if args.vma.isAnonymous {
+                        args.src[i] = MigratePfn(page: nil, flags: [.migrate])
+                        args.cpages += 1
+                    }
+                case .devicePrivate(let page, let writable):
+                    if args.flags.contains(.devicePrivate), page.folio.pgmap?.mdevice === args.pgmapOwner {
+                        args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
+                        args.cpages += 1
+                        args.saved[i] = .pte(pte)
+                        table.entries[ti] = .migration(page, writable: writable)
+                    }
+                case .present(let page, let writable):
+                    let folio = page.folio
+                    if folio.kind == .zero {
+                        if args.flags.contains(.system) {
+                            args.src[i] = MigratePfn(page: nil, flags: [.migrate])
+                            args.cpages += 1
+                        }
+                    } else if folio.kind == .deviceCoherent {
+                        if args.flags.contains(.deviceCoherent), folio.pgmap?.mdevice === args.pgmapOwner {
+                            args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
+                            args.cpages += 1
+                            args.saved[i] = .pte(pte)
+                            table.entries[ti] = .migration(page, writable: writable)
+                        }
+                    } else if folio.kind == .anon && args.flags.contains(.system) {
+                        // Only anonymous memory can move to device memory; page cache,
+                        // kernel (vm_insert_page) and hugetlb pages are left in place.
+                        args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
+                        args.cpages += 1
+                        args.saved[i] = .pte(pte)
+                        table.entries[ti] = .migration(page, writable: writable)
+                    }
+                case .deviceExclusive, .migration:
+                    break
+                }
+                a += pageSize
+            }
+            addr = segEnd
+        }
+    }
+
+    /// migrate_vma_pages(): pages without a destination are not migrated; a
+    /// compound source with an order-0 destination is split
+    /// (migrate_vma_split_unmapped_folio()).
+    func migrateVMAPages(_ args: MigrateVMA) {
+        var i = 0
+        let nrPMD = 1 << pmdOrder
+        while i < args.npages {
+            let s = args.src[i]
+            guard s.flags.contains(.migrate) else { i += 1; continue }
+            guard args.dst[i].page != nil else {
+                args.src[i].flags.remove(.migrate)
+                i += 1
+                continue
+            }
+            if s.flags.contains(.compound) && !args.dst[i].flags.contains(.compound) {
+                // Split the source into order-0 entries.
+                args.src[i].flags.remove(.compound)
+                if let page = s.page {
+                    let haddr = args.address(i)
+                    ptl.withLock { splitHugePMDLocked(haddr) }
+                    if case .pmd(let saved)? = args.saved[i] {
+                        args.saved[i] = nil
+                        for j in 0..<nrPMD where i + j < args.npages {
+                            let p = PageRef(page.folio, j)
+                            let w = s.flags.contains(.write)
+                            let original: PTE = if case .devicePrivate = saved { .devicePrivate(p, writable: w) }
+                                else { .present(p, writable: w) }
+                            args.saved[i + j] = .pte(original)
+                            args.src[i + j] = MigratePfn(page: p, flags: MigratePfnFlags.collected(w))
+                        }
+                    }
+                } else {
+                    for j in 1..<nrPMD where i + j < args.npages {
+                        args.src[i + j].flags.insert(.migrate)
+                    }
+                }
+                i += nrPMD
+                continue
+            }
+            if !s.flags.contains(.compound) && args.dst[i].flags.contains(.compound) {
+                args.src[i].flags.remove(.migrate)
+            }
+            i += 1
+        }
+    }
+
+    /// migrate_vma_finalize(): replace each migration entry (or hole) by the
+    /// new page if the entry migrated, otherwise restore the old one; unused
+    /// destination pages are freed.
+    func migrateVMAFinalize(_ args: MigrateVMA) {
+        let vmaWritable = args.vma.flags.contains(.write)
+        var unused: [Folio] = []
+        ptl.withLock {
+            var i = 0
+            while i < args.npages {
+                let s = args.src[i]
+                let d = args.dst[i]
+                let addr = args.address(i)
+                let migrated = s.flags.contains(.migrate) && d.page != nil
+                if !migrated {
+                    if let saved = args.saved[i] { restore(addr, saved) }
+                    if let dp = d.page, dp.index == 0 { unused.append(dp.folio) }
+                    i += 1
+                    continue
+                }
+                let newPage = d.page!
+                let isHole = s.page == nil
+                let writable = isHole ? vmaWritable : s.flags.contains(.write)
+                if d.flags.contains(.compound) {
+                    let folio = newPage.folio
+                    let entry: PMDEntry = folio.isDevicePrivate ? .devicePrivate(folio, writable: writable)
+                        : .huge(folio, writable: writable)
+                    if isHole { ptl_clearRangeForInsert(addr) }
+                    pageTable.setPMD(addr, entry)
+                    i += 1 << pmdOrder
+                    continue
+                }
+                if isHole {
+                    // migrate_vma_insert_page(): only into pte_none or the zero page;
+                    // a huge zero PMD is split first.
+                    if case .huge(let f, _)? = pageTable.pmd(addr), f.kind == .hugeZero {
+                        splitHugePMDLocked(addr & ~UInt64(pmdSize - 1))
+                    }
+                    let current = pageTable.pte(addr)
+                    let insertable: Bool
+                    switch current {
+                    case .none: insertable = true
+                    case .present(let p, _): insertable = p.folio.kind == .zero
+                    default: insertable = false
+                    }
+                    guard insertable, pageTable.pteTable(addr) != nil else {
+                        if newPage.index == 0 { unused.append(newPage.folio) }
+                        args.src[i].flags.remove(.migrate)
+                        i += 1
+                        continue
+                    }
+                }
+                let entry: PTE = newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
+                    : .present(newPage, writable: writable)
+                pageTable.setPTE(addr, entry)
+                i += 1
+            }
+        }
+        for folio in unused where folio.mapcount.load(ordering: .relaxed) == 0 {
+            folio.pgmap?.mdevice.freeUnmapped(folio)
+        }
+    }
+
+    /// A compound hole may be mapped by an (empty) PTE table or the huge zero folio; clear it before a PMD insert.
+    private func ptl_clearRangeForInsert(_ haddr: UInt64) {
+        if pageTable.pmd(haddr) != nil { pageTable.setPMD(haddr, nil) }
+    }
+
+    private func restore(_ addr: UInt64, _ saved: SavedEntry) {
+        switch saved {
+        case .pte(let pte): pageTable.setPTE(addr, pte)
+        case .pmd(let pmd): pageTable.setPMD(addr, pmd)
+        }
+    }
+}

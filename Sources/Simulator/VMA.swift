@@ -1,0 +1,62 @@
+/// vm_flags_t bits the simulator uses (names as in include/linux/mm.h).
+struct VMFlags: OptionSet, Sendable, Hashable {
+    let rawValue: UInt64
+    static let read = VMFlags(rawValue: 1 << 0)         // VM_READ
+    static let write = VMFlags(rawValue: 1 << 1)        // VM_WRITE
+    static let exec = VMFlags(rawValue: 1 << 2)         // VM_EXEC
+    static let shared = VMFlags(rawValue: 1 << 3)       // VM_SHARED
+    static let mayWrite = VMFlags(rawValue: 1 << 5)     // VM_MAYWRITE
+    static let uffdMissing = VMFlags(rawValue: 1 << 9)  // VM_UFFD_MISSING
+    static let io = VMFlags(rawValue: 1 << 14)          // VM_IO
+    static let hugetlb = VMFlags(rawValue: 1 << 22)     // VM_HUGETLB
+    static let mixedmap = VMFlags(rawValue: 1 << 28)    // VM_MIXEDMAP
+    static let hugepage = VMFlags(rawValue: 1 << 29)    // VM_HUGEPAGE
+    static let nohugepage = VMFlags(rawValue: 1 << 30)  // VM_NOHUGEPAGE
+    static let pfnmap = VMFlags(rawValue: 1 << 10)      // VM_PFNMAP
+}
+
+/// struct vm_area_struct.
+///
+/// `@unchecked Sendable`: fields change only under the mm's mmap_lock held for write.
+final class VMArea: @unchecked Sendable {
+    var start: UInt64
+    var end: UInt64
+    var flags: VMFlags
+    /// vm_file: the shmem inode for file and shared-anonymous mappings, nil for private anonymous memory.
+    var file: ShmemInode?
+    /// vm_pgoff in pages (file mappings).
+    var pgoff: UInt64
+    /// The dmirror device mapped by dmirror_fops_mmap (vm_insert_page mapping).
+    var isDeviceMapping: Bool
+    /// vm_userfaultfd_ctx.
+    var userfaultfd: UserfaultContext?
+
+    init(start: UInt64, end: UInt64, flags: VMFlags, file: ShmemInode? = nil, pgoff: UInt64 = 0,
+         isDeviceMapping: Bool = false) {
+        self.start = start
+        self.end = end
+        self.flags = flags
+        self.file = file
+        self.pgoff = pgoff
+        self.isDeviceMapping = isDeviceMapping
+    }
+
+    func copy() -> VMArea {
+        let v = VMArea(start: start, end: end, flags: flags, file: file, pgoff: pgoff, isDeviceMapping: isDeviceMapping)
+        v.userfaultfd = userfaultfd
+        return v
+    }
+
+    /// vma_is_anonymous(): private anonymous memory (no vm_ops).
+    var isAnonymous: Bool { file == nil && !isDeviceMapping && !flags.contains(.hugetlb) }
+    /// is_cow_mapping(): private and may be written.
+    var isCOWMapping: Bool { !flags.contains(.shared) && flags.contains(.mayWrite) }
+    var isShared: Bool { flags.contains(.shared) }
+    var isHugetlb: Bool { flags.contains(.hugetlb) }
+    var length: UInt64 { end - start }
+
+    /// The file page index backing `addr` (linear_page_index()).
+    func filePageIndex(_ addr: UInt64, pageShift: Int) -> UInt64 {
+        ((addr - start) >> UInt64(pageShift)) + pgoff
+    }
+}
