@@ -63,7 +63,7 @@ SPM_SIZE=$((256 * 1024 * 1024))
 # covers PREFIX PATTERN START: is [START, START+256MiB) inside one [mem a-b] line?
 covers() {
 	s=$(($3)); e=$((s + SPM_SIZE - 1))
-	dmesg | grep "$1 \[mem " | grep -E "$2" |
+	dmesg -s 67108864 | grep "$1: \[mem " | grep -E "$2" |
 		sed 's/.*\[mem 0x\([0-9a-f]*\)-0x\([0-9a-f]*\)\].*/\1 \2/' |
 		while read -r a b; do
 			if [ $((0x$a)) -le $s ] && [ $((0x$b)) -ge $e ]; then echo yes; fi
@@ -140,7 +140,9 @@ wanted() {
 	*.benchmark_thp_migration) [ "$LAB_BENCH" = 1 ] || return 1 ;;
 	esac
 	[ -z "$LAB_ONLY" ] && return 0
-	echo "$1" | grep -Eq "$LAB_ONLY"
+	echo "$1" | grep -Eq "$LAB_ONLY" && return 0
+	echo "$1 filtered" >> "$R/notrun.txt"
+	return 1
 }
 
 run_suite() {

@@ -55,8 +55,7 @@ enum BackendResolver {
     static func makeMachine(_ backend: Backend, abi: ABIGeneration) -> any Machine {
         switch backend {
         case .kernel: LinuxMachine(abi: abi)
-        case .simulator:
-            abi == .newest ? SimKernel().spawnProcess() : ABIForcedMachine(SimKernel().spawnProcess(), abi: abi)
+        case .simulator: SimKernel(configuration: SimConfiguration(abi: abi)).spawnProcess()
         }
     }
 }

@@ -107,7 +107,8 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     /// dmirror_fops_unlocked_ioctl(): the common prologue, then dispatch.
     func ioctl(request: UInt, _ cmdIn: inout DmirrorCmd) -> Result<Void, Errno> {
         guard !released else { return .failure(.EBADF) }
-        guard let command = ABIGeneration.v7_3.command(forRequest: request) else { return .failure(.EINVAL) }
+        // An unknown request is EINVAL, not ENOTTY: the driver's switch has a default of -EINVAL.
+        guard let command = mdevice.kernel.configuration.abi.command(forRequest: request) else { return .failure(.EINVAL) }
         var cmd = cmdIn
         if cmd.addr & UInt64(pageSize - 1) != 0 { return .failure(.EINVAL) }
         if cmd.addr >= cmd.addr &+ (cmd.npages &<< pageShift) { return .failure(.EINVAL) }

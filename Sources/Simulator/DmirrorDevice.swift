@@ -21,6 +21,58 @@ final class DmirrorChunk: @unchecked Sendable {
     }
 }
 
+/// A free list of device pages (or PMD-order folios) of one order.
+///
+/// The driver threads every page of a new 256 MiB chunk onto its list at
+/// creation; here a new chunk is one run of untouched PFNs, handed out in
+/// order, so creating a chunk costs O(1) instead of 65,536 list entries.
+/// Which free PFN a caller gets is not observable through the ABI.
+struct DevmemFreeList {
+    private struct Run {
+        var next: UInt64
+        let end: UInt64
+        let stride: UInt64
+        let chunk: DmirrorChunk
+    }
+    /// Pages given back by dmirror_devmem_free(), reused first (a stack, like the list head).
+    private var freed: [(pfn: UInt64, chunk: DmirrorChunk)] = []
+    private var runs: [Run] = []
+
+    mutating func addRun(_ pfns: Range<UInt64>, stride: UInt64, chunk: DmirrorChunk) {
+        guard !pfns.isEmpty else { return }
+        runs.append(Run(next: pfns.lowerBound, end: pfns.upperBound, stride: stride, chunk: chunk))
+    }
+
+    mutating func push(_ pfn: UInt64, chunk: DmirrorChunk) {
+        freed.append((pfn, chunk))
+    }
+
+    mutating func pop() -> (pfn: UInt64, chunk: DmirrorChunk)? {
+        if let page = freed.popLast() { return page }
+        while let last = runs.indices.last {
+            let run = runs[last]
+            guard run.next + run.stride <= run.end else {
+                runs.removeLast()
+                continue
+            }
+            runs[last].next += run.stride
+            return (run.next, run.chunk)
+        }
+        return nil
+    }
+
+    /// Unlinks every page of `chunk` (the chunk is being removed).
+    mutating func removeAll(of chunk: DmirrorChunk) {
+        freed.removeAll { $0.chunk === chunk }
+        runs.removeAll { $0.chunk === chunk }
+    }
+
+    mutating func removeAll() {
+        freed.removeAll()
+        runs.removeAll()
+    }
+}
+
 /// struct dmirror_device (lib/test_hmm.c): one /dev/hmm_dmirrorN, its
 /// ZONE_DEVICE chunks and the free lists of device pages.
 ///
@@ -33,10 +85,10 @@ final class DmirrorDevice: @unchecked Sendable {
     let devmemLock = SimMutex()
     let lock = SimMutex()
     var chunks: [DmirrorChunk] = []
-    /// free_pages: order-0 device PFNs (popped from the end).
-    private var freePages: [(pfn: UInt64, chunk: DmirrorChunk)] = []
+    /// free_pages: order-0 device PFNs.
+    private var freePages = DevmemFreeList()
     /// free_folios: PMD-order device folios, by head PFN.
-    private var freeFolios: [(pfn: UInt64, chunk: DmirrorChunk)] = []
+    private var freeFolios = DevmemFreeList()
     var calloc = 0
     var cfree = 0
     /// spm_addr_dev0/1 for a coherent device (note the driver's inverted minor mapping).
@@ -87,28 +139,23 @@ final class DmirrorDevice: @unchecked Sendable {
         let nrPMD = UInt64(1 << pmdOrder)
         lock.lock()
         defer { lock.unlock() }
-        var smalls: [(pfn: UInt64, chunk: DmirrorChunk)] = []
-        var larges: [(pfn: UInt64, chunk: DmirrorChunk)] = []
-        var pfn = chunk.pfnFirst
-        while pfn < chunk.pfnLast {
-            if isLarge && pfn % nrPMD == 0 && pfn + nrPMD <= chunk.pfnLast {
-                larges.append((pfn, chunk))
-                pfn += nrPMD
-                continue
-            }
-            smalls.append((pfn, chunk))
-            pfn += 1
+        if isLarge {
+            // PMD-aligned runs become folios; an unaligned head or tail stays order 0.
+            let headEnd = min((chunk.pfnFirst + nrPMD - 1) / nrPMD * nrPMD, chunk.pfnLast)
+            let tailStart = max(chunk.pfnLast / nrPMD * nrPMD, headEnd)
+            freePages.addRun(chunk.pfnFirst..<headEnd, stride: 1, chunk: chunk)
+            freeFolios.addRun(headEnd..<tailStart, stride: nrPMD, chunk: chunk)
+            freePages.addRun(tailStart..<chunk.pfnLast, stride: 1, chunk: chunk)
+        } else {
+            freePages.addRun(chunk.pfnFirst..<chunk.pfnLast, stride: 1, chunk: chunk)
         }
-        // The kernel pushes onto list heads; pop order is irrelevant to users.
-        freePages.append(contentsOf: smalls.reversed())
-        freeFolios.append(contentsOf: larges.reversed())
         guard wantPage else { return nil }
         if isLarge {
-            guard let f = freeFolios.popLast() else { return nil }
+            guard let f = freeFolios.pop() else { return nil }
             calloc += Int(nrPMD)
             return f
         }
-        guard let p = freePages.popLast() else { return nil }
+        guard let p = freePages.pop() else { return nil }
         calloc += 1
         return p
     }
@@ -120,10 +167,10 @@ final class DmirrorDevice: @unchecked Sendable {
         let rpage: Folio? = isPrivateZone ? kernel.allocFolio(.kernel, order: order, zeroed: false) : nil
         lock.lock()
         var taken: (pfn: UInt64, chunk: DmirrorChunk)?
-        if isLarge, let f = freeFolios.popLast() {
+        if isLarge, let f = freeFolios.pop() {
             calloc += 1 << order
             taken = f
-        } else if !isLarge, let p = freePages.popLast() {
+        } else if !isLarge, let p = freePages.pop() {
             calloc += 1
             taken = p
         }
@@ -151,9 +198,9 @@ final class DmirrorDevice: @unchecked Sendable {
         if !chunk.remove {
             cfree += folio.nrPages
             if folio.order > 0 {
-                freeFolios.append((folio.pfn, chunk))
+                freeFolios.push(folio.pfn, chunk: chunk)
             } else {
-                freePages.append((folio.pfn, chunk))
+                freePages.push(folio.pfn, chunk: chunk)
             }
         }
     }
@@ -242,8 +289,8 @@ final class DmirrorDevice: @unchecked Sendable {
         for chunk in all {
             lock.withLock {
                 chunk.remove = true
-                freePages.removeAll { $0.chunk === chunk }
-                freeFolios.removeAll { $0.chunk === chunk }
+                freePages.removeAll(of: chunk)
+                freeFolios.removeAll(of: chunk)
             }
             evictChunk(chunk)
         }

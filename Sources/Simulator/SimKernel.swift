@@ -26,10 +26,14 @@ public struct SimConfiguration: Sendable {
     public var gupTestAvailable: Bool
     /// The userfaultfd syscall.
     public var userfaultfdAvailable: Bool
+    /// The dmirror ioctl numbering the simulated kernel speaks. The driver's
+    /// semantics are 7.3's; an older generation only hides and renumbers commands.
+    public var abi: ABIGeneration
 
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
                 thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
-                hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true) {
+                hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true,
+                abi: ABIGeneration = .newest) {
         self.pageSize = pageSize
         self.pmdSize = pmdSize
         self.pudSize = pudSize
@@ -39,6 +43,7 @@ public struct SimConfiguration: Sendable {
         self.hasCoherentDevices = hasCoherentDevices
         self.gupTestAvailable = gupTestAvailable
         self.userfaultfdAvailable = userfaultfdAvailable
+        self.abi = abi
     }
 }
 

@@ -295,7 +295,7 @@ final class SimProcess: Machine, @unchecked Sendable {
         guard unit >= 0, unit < kernel.devices.count, let mdevice = kernel.devices[unit] else { throw .ENOENT }
         let dmirror = Dmirror(mdevice: mdevice, process: self)
         lock.withLock { openMirrors.append(dmirror) }
-        return MirrorDevice(file: dmirror, abi: .v7_3)
+        return MirrorDevice(file: dmirror, abi: kernel.configuration.abi)
     }
 
     func forget(_ dmirror: Dmirror) {
