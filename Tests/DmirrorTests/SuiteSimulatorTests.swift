@@ -22,12 +22,22 @@ struct SuiteTests {
         try runDmirror(["run", "--backend", backend, "--extra", "-r", name])
     }
 
-    @Test("On the simulator every case passes (no SKIP, no not ok)", arguments: allNames)
+    /// Every case passes on the simulator, without SKIP, except where Linux 7.3
+    /// itself fails the C assertion (`HMMSuite.kernelFindings`): there the
+    /// simulator must fail the same way, at the same assertion.
+    @Test("On the simulator every case gives the kernel's verdict (no SKIP)", arguments: allNames)
     func simulator(_ name: String) throws {
         let result = try Self.run(name, backend: "sim")
         let line = result.stdoutLines.first { $0.hasPrefix("ok ") || $0.hasPrefix("not ok ") }
-        #expect(line == "ok 1 \(name)", "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)")
-        #expect(result.status == 0)
+        let context: Comment = "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)"
+        if let finding = HMMSuite.kernelFinding(for: name) {
+            #expect(line == "not ok 1 \(name)", context)
+            #expect(result.stderr.contains(finding.assertion), context)
+            #expect(result.status == 1)
+        } else {
+            #expect(line == "ok 1 \(name)", context)
+            #expect(result.status == 0)
+        }
     }
 
     @Test("On the real test_hmm driver every case passes or skips as the kernel decides",
@@ -36,7 +46,13 @@ struct SuiteTests {
     func kernel(_ name: String) throws {
         let result = try Self.run(name, backend: "kernel")
         let line = result.stdoutLines.first { $0.hasPrefix("ok ") || $0.hasPrefix("not ok ") }
-        #expect(line?.hasPrefix("ok 1 \(name)") == true, "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)")
-        #expect(result.status == 0)
+        let context: Comment = "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)"
+        if HMMSuite.kernelFinding(for: name) != nil {
+            // A kernel finding: whatever this kernel answers, the lab compares it with the C suite.
+            #expect(line != nil, context)
+        } else {
+            #expect(line?.hasPrefix("ok 1 \(name)") == true, context)
+            #expect(result.status == 0)
+        }
     }
 }
