@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "DmirrorSuite", "DmirrorMachine", "DmirrorSimulator", "DmirrorDevice",
+                "DmirrorSuite", "DmirrorMachine", "DmirrorSimulator", "DmirrorDevice", "CDmirror",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/mman.h>
 #include <linux/userfaultfd.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -30,6 +31,14 @@ const int dmirror_shim_MREMAP_FIXED = MREMAP_FIXED;
 const int dmirror_shim_MREMAP_DONTUNMAP = MREMAP_DONTUNMAP;
 const int dmirror_shim_MADV_COLLAPSE = MADV_COLLAPSE;
 const int dmirror_shim_O_TMPFILE = O_TMPFILE;
+const int dmirror_shim_M_TRIM_THRESHOLD = M_TRIM_THRESHOLD;
+const int dmirror_shim_M_TOP_PAD = M_TOP_PAD;
+const int dmirror_shim_M_MMAP_THRESHOLD = M_MMAP_THRESHOLD;
+
+int dmirror_shim_mallopt(int param, int value)
+{
+	return mallopt(param, value);
+}
 
 int dmirror_shim_ioctl_cmd(int fd, unsigned long request, struct dmirror_cmd *cmd)
 {

@@ -38,6 +38,12 @@ void dmirror_shim_spin_forever(void) __attribute__((noreturn));
 /* setpgid(0, 0), so a case's whole process group can be killed on timeout. */
 int dmirror_shim_new_process_group(void);
 
+/* mallopt(3), which Swift's Glibc module does not import. */
+int dmirror_shim_mallopt(int param, int value);
+extern const int dmirror_shim_M_TRIM_THRESHOLD;
+extern const int dmirror_shim_M_TOP_PAD;
+extern const int dmirror_shim_M_MMAP_THRESHOLD;
+
 /* Constants Swift's Glibc overlay does not export. */
 extern const int dmirror_shim_MAP_FIXED_NOREPLACE;
 extern const int dmirror_shim_MREMAP_MAYMOVE;

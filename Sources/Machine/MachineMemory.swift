@@ -3,6 +3,8 @@ import DmirrorDevice
 /// Typed CPU access on top of `Machine.load`/`store`: the suite's `int *ptr` loops.
 extension Machine {
     /// `for (i = 0; i < count; ++i) ptr[i] = value(i)` as one bulk store.
+    /// Inlinable so `value` is inlined into the fill loop at the call site.
+    @inlinable
     public func storeInt32s(_ address: UInt64, count: Int, _ value: (Int) -> Int32) {
         let values = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
         defer { values.deallocate() }
@@ -16,6 +18,7 @@ extension Machine {
     }
 
     /// Loads `count` 32-bit ints starting at `address`.
+    @inlinable
     public func loadInt32s(_ address: UInt64, count: Int) -> [Int32] {
         [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
             load(address, into: UnsafeMutableRawBufferPointer(buffer))

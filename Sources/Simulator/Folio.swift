@@ -10,12 +10,11 @@ final class PageStorage: @unchecked Sendable {
     let byteCount: Int
 
     init(byteCount: Int, zeroed: Bool) {
-        base = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 4096)
+        base = PageFrameAllocator.shared.allocate(byteCount: byteCount, zeroed: zeroed)
         self.byteCount = byteCount
-        if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
     }
 
-    deinit { base.deallocate() }
+    deinit { PageFrameAllocator.shared.release(base, byteCount: byteCount) }
 }
 
 /// struct folio: a naturally aligned power-of-two group of pages.
