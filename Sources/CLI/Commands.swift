@@ -38,6 +38,10 @@ struct Run: ParsableCommand {
     @Option(help: "tap (kselftest) or json (one document).")
     var format: OutputFormat = .tap
 
+    @Option(help: ArgumentHelp("Record each case's dmirror commands in DIR/<case>.trace (see compare-traces).",
+                               valueName: "DIR"))
+    var trace: String?
+
     @OptionGroup var selection: Selection
 
     func run() throws {
@@ -49,6 +53,11 @@ struct Run: ParsableCommand {
             throw ExitCode(KSFTExitCode.skip)
         }
 
+        if let trace, let problem = TraceDirectory.prepare(trace) {
+            FileHandleLite.standardError("dmirror: --trace \(trace): \(problem)")
+            throw ExitCode(KSFTExitCode.usage)
+        }
+
         let plan = selection.plan
         let reporter: SuiteReporter = switch format {
         case .tap: TAPReporter(printsVersion: getenv("KSFT_TAP_LEVEL") == nil)
@@ -57,9 +66,10 @@ struct Run: ParsableCommand {
         let executable = IsolatedCaseLauncher.currentExecutable() ?? CommandLine.arguments[0]
         let backendName = resolved.backend.rawValue
         let abiName = resolved.abi.rawValue
+        let traceArguments = trace.map { ["--trace", $0] } ?? []
         let launcher = IsolatedCaseLauncher(executable: executable) { suiteCase in
             ["run-case", suiteCase.name, "--backend", backendName, "--abi", abiName,
-             "--verdict-fd", String(VerdictChannel.childDescriptor)]
+             "--verdict-fd", String(VerdictChannel.childDescriptor)] + traceArguments
         }
         IsolatedCaseLauncher.forwardInterrupts()
         let totals = SuiteRunner(reporter: reporter, launcher: launcher).run(plan, backend: resolved.info)
@@ -101,8 +111,11 @@ struct RunCase: ParsableCommand {
     @Option(name: .customLong("verdict-fd"), help: "Where to write the verdict line.")
     var verdictFD: Int32?
 
+    @Option(help: "Record the case's dmirror commands in DIR/<case>.trace.")
+    var trace: String?
+
     func run() throws {
-        CaseInvocation(name: name, backend: backend, abi: abi, verdictFD: verdictFD).runAndExit()
+        CaseInvocation(name: name, backend: backend, abi: abi, verdictFD: verdictFD, traceDirectory: trace).runAndExit()
     }
 }
 
@@ -114,15 +127,18 @@ struct CaseInvocation {
     var backend: Backend
     var abi: ABIGeneration
     var verdictFD: Int32?
+    /// Where the case's command trace goes (nil: no trace, and no recording wrapper).
+    var traceDirectory: String?
 
-    init(name: String, backend: Backend, abi: ABIGeneration, verdictFD: Int32?) {
+    init(name: String, backend: Backend, abi: ABIGeneration, verdictFD: Int32?, traceDirectory: String? = nil) {
         self.name = name
         self.backend = backend
         self.abi = abi
         self.verdictFD = verdictFD
+        self.traceDirectory = traceDirectory
     }
 
-    /// `dmirror run-case <name> --backend B [--abi A] [--verdict-fd N]` exactly; nil for anything else.
+    /// `dmirror run-case <name> --backend B [--abi A] [--verdict-fd N] [--trace DIR]` exactly; nil for anything else.
     init?(arguments: [String]) {
         guard arguments.count >= 3, arguments[1] == "run-case", !arguments[2].hasPrefix("-") else { return nil }
         name = arguments[2]
@@ -139,6 +155,7 @@ struct CaseInvocation {
             case "--verdict-fd":
                 guard let fd = Int32(value) else { return nil }
                 verdictFD = fd
+            case "--trace": traceDirectory = value
             default: return nil
             }
             index += 2
@@ -154,7 +171,18 @@ struct CaseInvocation {
             exit(KSFTExitCode.usage)
         }
         let machine = BackendResolver.makeMachine(backend, abi: abi)
-        CaseProcessChild.runAndExit(suiteCase, on: machine, verdictDescriptor: verdictFD)
+        guard let traceDirectory else {
+            CaseProcessChild.runAndExit(suiteCase, on: machine, verdictDescriptor: verdictFD)
+        }
+        let trace: CommandTrace
+        do {
+            trace = try CommandTrace.create(directory: traceDirectory, caseName: name)
+        } catch {
+            FileHandleLite.standardError("dmirror: cannot create \(CommandTrace.path(directory: traceDirectory, caseName: name)): \(error)")
+            exit(KSFTExitCode.usage)
+        }
+        CaseProcessChild.runAndExit(suiteCase, on: TracingMachine(base: machine, trace: trace),
+                                    verdictDescriptor: verdictFD, trace: trace)
     }
 }
 

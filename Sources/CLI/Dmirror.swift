@@ -16,7 +16,7 @@ struct Dmirror: ParsableCommand {
             Exit status: 0 if nothing failed (even if everything was skipped), 1 if a case failed \
             or the arguments were bad, 4 if the suite cannot run at all (no test_hmm for --backend kernel).
             """,
-        subcommands: [Run.self, List.self, RunCase.self]
+        subcommands: [Run.self, List.self, CompareTraces.self, RunCase.self]
     )
 }
 
@@ -115,7 +115,7 @@ enum FilterArguments {
         "exclude-fixture": "F", "variant": "v", "exclude-variant": "V",
     ]
     /// Options that take a value but are not filters.
-    static let valueOptions: Set<String> = ["--backend", "--abi", "--format", "--verdict-fd"]
+    static let valueOptions: Set<String> = ["--backend", "--abi", "--format", "--verdict-fd", "--trace"]
 
     static func rules(in arguments: [String]) -> [CaseFilter.Rule] {
         var rules: [CaseFilter.Rule] = []

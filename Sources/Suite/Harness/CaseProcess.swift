@@ -44,13 +44,15 @@ public enum VerdictChannel {
 public enum CaseProcessChild {
     /// Runs `suiteCase` on `machine`, writes the verdict line to `verdictDescriptor`
     /// (if any) and exits with the kselftest status (0 pass, 1 fail, 4 skip).
+    /// With a `trace` (whose machine `machine` records to), its `end` line is written last.
     public static func runAndExit(_ suiteCase: SuiteCase, on machine: any Machine,
-                                  verdictDescriptor: Int32?) -> Never {
+                                  verdictDescriptor: Int32?, trace: CommandTrace? = nil) -> Never {
         // Line-buffered like ksft_print_header(), so a crash loses at most a partial line
         // and stdout stays in order with the unbuffered stderr.
         let standardOutput = cStandardOutput()
         setvbuf(standardOutput, nil, _IOLBF, 0)
         let outcome = CaseExecutor.run(suiteCase, on: machine)
+        trace?.finish(outcome)
         fflush(nil)
         if let verdictDescriptor {
             FDWrite.all(verdictDescriptor, VerdictChannel.encode(outcome))
