@@ -192,7 +192,7 @@ if [ -x /lab/dmirror ]; then
 	echo "$rc" > "$R/dmirror.list.rc"
 	if [ "$rc" = 0 ] && [ -s "$R/dmirror.list" ]; then
 		note "dmirror: runs in the guest, $(wc -l < "$R/dmirror.list") cases listed"
-		run_suite dmirror "$R/dmirror.list" /lab/dmirror run --backend kernel --format tap
+		run_suite dmirror "$R/dmirror.list" /lab/dmirror run --backend kernel --format tap --trace "$R/dmirror-traces"
 	else
 		note "dmirror: 'dmirror list' failed in the guest (exit $rc): $(head -c 300 "$R/dmirror.list.err")"
 	fi
