@@ -48,6 +48,7 @@ extension TestContext {
     /// A tight non-generic scan finds the first mismatch; only then does the
     /// harness's generic `assertElements` run, to report it. (Unspecialised
     /// generic iteration over millions of ints dominates a debug build.)
+    @inline(__always)
     func assertInts(_ values: UnsafeBufferPointer<Int32>, _ what: String,
                     fileID: StaticString = #fileID, line: UInt = #line,
                     equal expected: (Int) -> Int32) throws {
@@ -60,6 +61,7 @@ extension TestContext {
 
     /// `for (i = 0; i < count; ++i) ASSERT_EQ(ptr[i], expected(i))` over the
     /// machine's memory at `address`, as one bulk CPU load.
+    @inline(__always)
     func assertCPUInts(_ address: UInt64, count: Int, _ what: String = "ptr",
                        fileID: StaticString = #fileID, line: UInt = #line,
                        equal expected: (Int) -> Int32) throws {
@@ -67,6 +69,7 @@ extension TestContext {
     }
 
     /// The same check through another process's CPU (a forked child's machine).
+    @inline(__always)
     func assertCPUInts(_ machine: any Machine, _ address: UInt64, count: Int, _ what: String = "ptr",
                        fileID: StaticString = #fileID, line: UInt = #line,
                        equal expected: (Int) -> Int32) throws {
@@ -77,6 +80,7 @@ extension TestContext {
     }
 
     /// The same check over the first `count` ints of a buffer's mirror.
+    @inline(__always)
     func assertMirrorInts(_ buffer: HMMBuffer, count: Int, _ what: String = "mirror",
                           fileID: StaticString = #fileID, line: UInt = #line,
                           equal expected: (Int) -> Int32) throws {
