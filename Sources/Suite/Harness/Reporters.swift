@@ -39,6 +39,10 @@ public final class TAPReporter: SuiteReporter {
 
     public func caseFinished(_ number: Int, _ result: CaseResult) {
         for line in result.diagnostics { sink.err(line) }
+        // A failure the reference kernel shares is still a failure; say so, so nobody chases the simulator.
+        if case .fail = result.verdict, let finding = HMMSuite.kernelFinding(for: result.name) {
+            sink.out("# \(result.name): Linux 7.3 fails this case too (\(finding.assertion)): a kernel finding, see README.md, The lab")
+        }
         sink.out(TAP.result(result.verdict, result.name))
         sink.out(TAP.testLine(number, result.name, result.verdict))
     }
