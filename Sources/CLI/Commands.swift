@@ -42,9 +42,25 @@ struct Run: ParsableCommand {
                                valueName: "DIR"))
     var trace: String?
 
+    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
+            help: ArgumentHelp("How many cases run at once (default: 1 on the kernel, which allows no other; "
+                               + "the number of online CPUs on the simulator). The report is the same.",
+                               valueName: "N"))
+    var jobs: Int?
+
     @OptionGroup var selection: Selection
 
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
+    }
+
     func run() throws {
+        // Arguments first, as a bad option exits 1 before anything looks for the driver.
+        if backend == .kernel, let jobs, let problem = Self.kernelJobsProblem(jobs) {
+            FileHandleLite.standardError(problem)
+            throw ExitCode(KSFTExitCode.usage)
+        }
+
         let resolved: ResolvedBackend
         switch BackendResolver.resolve(backend, abi: abi) {
         case .success(let backend): resolved = backend
@@ -52,6 +68,13 @@ struct Run: ParsableCommand {
             FileHandleLite.standardError("dmirror: \(problem.message)")
             throw ExitCode(KSFTExitCode.skip)
         }
+
+        // auto may have picked the kernel.
+        if resolved.backend == .kernel, let jobs, let problem = Self.kernelJobsProblem(jobs) {
+            FileHandleLite.standardError(problem)
+            throw ExitCode(KSFTExitCode.usage)
+        }
+        let caseJobs = jobs ?? Self.defaultJobs(for: resolved.backend)
 
         if let trace, let problem = TraceDirectory.prepare(trace) {
             FileHandleLite.standardError("dmirror: --trace \(trace): \(problem)")
@@ -72,8 +95,24 @@ struct Run: ParsableCommand {
              "--verdict-fd", String(VerdictChannel.childDescriptor)] + traceArguments
         }
         IsolatedCaseLauncher.forwardInterrupts()
-        let totals = SuiteRunner(reporter: reporter, launcher: launcher).run(plan, backend: resolved.info)
+        let totals = SuiteRunner(reporter: reporter, jobs: caseJobs, launcher: launcher).run(plan, backend: resolved.info)
         throw ExitCode(totals.exitCode)
+    }
+
+    /// The one-line refusal of `--jobs` > 1 on the real driver, or nil.
+    static func kernelJobsProblem(_ jobs: Int) -> String? {
+        guard jobs > 1 else { return nil }
+        return "dmirror: --jobs \(jobs): the kernel backend runs one case at a time "
+            + "(cases share the real devices: closing a device's fd or RELEASE evicts pages other cases use)"
+    }
+
+    /// 1 on the kernel (its cases share the devices); the online CPUs on the simulator
+    /// (each case process builds its own simulated kernel).
+    static func defaultJobs(for backend: Backend) -> Int {
+        switch backend {
+        case .kernel: return 1
+        case .simulator: return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        }
     }
 }
 

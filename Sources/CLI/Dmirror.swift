@@ -115,7 +115,7 @@ enum FilterArguments {
         "exclude-fixture": "F", "variant": "v", "exclude-variant": "V",
     ]
     /// Options that take a value but are not filters.
-    static let valueOptions: Set<String> = ["--backend", "--abi", "--format", "--verdict-fd", "--trace"]
+    static let valueOptions: Set<String> = ["--backend", "--abi", "--format", "--verdict-fd", "--trace", "--jobs", "-j"]
 
     static func rules(in arguments: [String]) -> [CaseFilter.Rule] {
         var rules: [CaseFilter.Rule] = []

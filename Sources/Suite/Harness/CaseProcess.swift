@@ -74,7 +74,10 @@ public enum CaseProcessChild {
 /// verdict pipe on fd 3. It waits up to the case's timeout; on timeout it
 /// SIGKILLs the group. A crash or signal is one failed case. The group is
 /// SIGKILLed after every case, so nothing a case left behind outlives it.
-/// The parent stays free of fork(): it may have threads.
+/// The parent stays free of fork(): it may have threads. `run` may be called
+/// from several threads at once (`SuiteRunner` with jobs > 1): each call has
+/// its own pipes and waiter, and every running group is known to the
+/// interrupt handler.
 public struct IsolatedCaseLauncher: Sendable {
     /// The program to spawn.
     public var executable: String
@@ -90,17 +93,49 @@ public struct IsolatedCaseLauncher: Sendable {
         self.arguments = arguments
     }
 
-    /// The process group of the case running now (0: none), for `interruptHandler`.
-    static let runningGroup = Atomic<Int32>(0)
+    /// How many case processes the interrupt handler can track at once
+    /// (`SuiteRunner` never runs more at a time).
+    public static let maximumConcurrentCases = 256
 
-    /// Makes SIGINT, SIGTERM, SIGHUP and SIGPIPE kill the running case's process group
-    /// before this process dies of the signal: a case lives in its own group,
+    /// The process groups of the cases running now (0: a free slot), for the
+    /// interrupt handler. Fixed slots of atomics: a signal handler may read them,
+    /// where it could not take a lock.
+    static let runningGroups: InlineArray<256, Atomic<Int32>> = InlineArray { _ in Atomic<Int32>(0) }
+
+    /// Records `group` as running; returns its slot (nil if every slot is taken, which
+    /// `SuiteRunner`'s cap on concurrent cases rules out).
+    static func track(_ group: Int32) -> Int? {
+        for slot in runningGroups.indices
+            where runningGroups[slot].compareExchange(expected: 0, desired: group, ordering: .sequentiallyConsistent).exchanged {
+            return slot
+        }
+        return nil
+    }
+
+    static func untrack(_ slot: Int?) {
+        if let slot { runningGroups[slot].store(0, ordering: .sequentiallyConsistent) }
+    }
+
+    /// Whether any case process is being tracked as running (for tests).
+    static var anyRunning: Bool {
+        runningGroups.indices.contains { runningGroups[$0].load(ordering: .sequentiallyConsistent) != 0 }
+    }
+
+    /// Pipe creation and posix_spawn() exclude each other: pipe() makes its ends
+    /// without close-on-exec, and a case spawned by another thread in that window
+    /// would inherit them (Glibc's Swift module has no pipe2()).
+    static let spawnLock = Mutex<Void>(())
+
+    /// Makes SIGINT, SIGTERM, SIGHUP and SIGPIPE kill every running case's process
+    /// group before this process dies of the signal: a case lives in its own group,
     /// so the terminal's ^C would not reach it.
     public static func forwardInterrupts() {
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] {
             _ = Glibc.signal(signal) { number in
-                let group = IsolatedCaseLauncher.runningGroup.load(ordering: .relaxed)
-                if group > 0 { kill(-group, SIGKILL) }
+                for slot in 0..<IsolatedCaseLauncher.maximumConcurrentCases {
+                    let group = IsolatedCaseLauncher.runningGroups[slot].load(ordering: .sequentiallyConsistent)
+                    if group > 0 { kill(-group, SIGKILL) }
+                }
                 _ = Glibc.signal(number, SIG_DFL)
                 raise(number)
             }
@@ -119,15 +154,23 @@ public struct IsolatedCaseLauncher: Sendable {
     /// stdout and stderr go (merged, in order) into the result's `output`;
     /// otherwise the child writes straight to this process's stdout/stderr.
     public func run(_ suiteCase: SuiteCase, captureOutput: Bool) -> CaseResult {
+        run(suiteCase, capture: captureOutput ? .merged : .inherit)
+    }
+
+    /// Runs `suiteCase` in a child process, its output captured as `capture` says.
+    /// A captured result's `output` ends with the harness's diagnostics about the
+    /// case (which `capturedOutput` leaves out: a reporter prints those itself).
+    public func run(_ suiteCase: SuiteCase, capture: OutputCapture) -> CaseResult {
         let clock = ContinuousClock()
         let start = clock.now
         let timeout = timeoutOverride ?? Double(suiteCase.test.timeoutSeconds)
         var result = CaseResult(name: suiteCase.name, testName: suiteCase.test.name, verdict: .fail)
 
-        let ended = spawnAndWait(arguments: arguments(suiteCase), timeout: timeout, captureOutput: captureOutput)
+        let ended = spawnAndWait(arguments: arguments(suiteCase), timeout: timeout, capture: capture)
         let elapsed = clock.now - start
         result.duration = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        result.output = ended.output
+        result.output = String(decoding: ended.chunks.flatMap(\.bytes), as: UTF8.self)
+        result.capturedOutput = ended.chunks
 
         let name = suiteCase.test.name
         let reported = VerdictChannel.decode(ended.verdictText)
@@ -162,7 +205,7 @@ public struct IsolatedCaseLauncher: Sendable {
             }
             result.failureReason = result.failureReason.map { "\(ending): \($0)" } ?? ending
         }
-        if captureOutput, !result.diagnostics.isEmpty {
+        if capture != .inherit, !result.diagnostics.isEmpty {
             result.output += result.diagnostics.map { $0 + "\n" }.joined()
         }
         return result
@@ -177,48 +220,28 @@ public struct IsolatedCaseLauncher: Sendable {
 
     struct Ended {
         var status: Status
-        var output: String
+        /// The captured output, consecutive bytes of one stream in one chunk.
+        var chunks: [OutputChunk]
         var verdictText: String
+
+        static func spawnFailed(_ error: Int32) -> Ended {
+            Ended(status: .spawnFailed(error), chunks: [], verdictText: "")
+        }
     }
 
-    private func spawnAndWait(arguments: [String], timeout: Double, captureOutput: Bool) -> Ended {
+    private func spawnAndWait(arguments: [String], timeout: Double, capture: OutputCapture) -> Ended {
+        // The pipes: the verdict, stdout (or both streams when merged), stderr when separate,
+        // and the waiter thread's notification.
         var verdictPipe = Pipe()
-        guard verdictPipe.open() else { return Ended(status: .spawnFailed(errno), output: "", verdictText: "") }
-        defer { verdictPipe.closeBoth() }
         var outputPipe = Pipe()
-        if captureOutput {
-            guard outputPipe.open() else { return Ended(status: .spawnFailed(errno), output: "", verdictText: "") }
-        }
-        defer { outputPipe.closeBoth() }
+        var errorPipe = Pipe()
         var notifyPipe = Pipe()
-        guard notifyPipe.open() else { return Ended(status: .spawnFailed(errno), output: "", verdictText: "") }
-        defer { notifyPipe.closeBoth() }
-
-        // The child's file descriptors: stdin from /dev/null, the verdict pipe on fd 3,
-        // stdout+stderr on the output pipe when capturing.
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, verdictPipe.write, VerdictChannel.childDescriptor)
-        if captureOutput {
-            posix_spawn_file_actions_adddup2(&actions, outputPipe.write, 1)
-            posix_spawn_file_actions_adddup2(&actions, outputPipe.write, 2)
+        defer {
+            verdictPipe.closeBoth()
+            outputPipe.closeBoth()
+            errorPipe.closeBoth()
+            notifyPipe.closeBoth()
         }
-
-        // Its own process group (setpgrp() in the kernel harness), default signal dispositions, no blocked signals.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
@@ -226,15 +249,52 @@ public struct IsolatedCaseLauncher: Sendable {
         defer { for pointer in envp { free(pointer) } }
 
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard rc == 0 else { return Ended(status: .spawnFailed(rc), output: "", verdictText: "") }
+        let rc: Int32 = Self.spawnLock.withLock { _ in
+            guard verdictPipe.open(), notifyPipe.open(),
+                  capture == .inherit || outputPipe.open(),
+                  capture != .separate || errorPipe.open() else { return errno == 0 ? EMFILE : errno }
 
-        Self.runningGroup.store(pid, ordering: .relaxed)
-        defer { Self.runningGroup.store(0, ordering: .relaxed) }
+            // The child's file descriptors: stdin from /dev/null, the verdict pipe on fd 3,
+            // stdout and stderr on the capture pipes.
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, verdictPipe.write, VerdictChannel.childDescriptor)
+            switch capture {
+            case .inherit: break
+            case .merged:
+                posix_spawn_file_actions_adddup2(&actions, outputPipe.write, 1)
+                posix_spawn_file_actions_adddup2(&actions, outputPipe.write, 2)
+            case .separate:
+                posix_spawn_file_actions_adddup2(&actions, outputPipe.write, 1)
+                posix_spawn_file_actions_adddup2(&actions, errorPipe.write, 2)
+            }
+
+            // Its own process group (setpgrp() in the kernel harness), default signal dispositions, no blocked signals.
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            posix_spawnattr_setpgroup(&attributes, 0)
+            var noSignals = sigset_t()
+            sigemptyset(&noSignals)
+            posix_spawnattr_setsigmask(&attributes, &noSignals)
+            var defaults = sigset_t()
+            sigemptyset(&defaults)
+            for signal in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGHUP] { sigaddset(&defaults, signal) }
+            posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+            return posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        }
+        guard rc == 0 else { return .spawnFailed(rc) }
+
+        let slot = Self.track(pid)
 
         // The parent keeps only the read ends.
         verdictPipe.closeWrite()
         outputPipe.closeWrite()
+        errorPipe.closeWrite()
 
         // A thread waits for the child without reaping it (WNOWAIT), so its pid
         // stays ours until the group is killed, then pokes the notify pipe.
@@ -250,20 +310,33 @@ public struct IsolatedCaseLauncher: Sendable {
             }
         } catch {
             kill(-pid, SIGKILL)
+            Self.untrack(slot)
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return Ended(status: .spawnFailed(error.rawValue), output: "", verdictText: "")
+            return .spawnFailed(error.rawValue)
         }
 
-        var output: [UInt8] = []
+        // The capture pipes still open, with the stream each carries.
+        var streams: [(fd: Int32, stream: Int32)] = []
+        if outputPipe.read >= 0 { streams.append((outputPipe.read, 1)) }
+        if errorPipe.read >= 0 { streams.append((errorPipe.read, 2)) }
+        var chunks: [OutputChunk] = []
+        func append(_ bytes: [UInt8], stream: Int32) {
+            guard !bytes.isEmpty else { return }
+            if chunks.last?.stream == stream {
+                chunks[chunks.count - 1].bytes.append(contentsOf: bytes)
+            } else {
+                chunks.append(OutputChunk(stream: stream, bytes: bytes))
+            }
+        }
+
         var timedOut = false
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int64(timeout * 1000))
-        var outputOpen = captureOutput
         var exited = false
         while !exited {
             var fds = [pollfd(fd: notifyPipe.read, events: Int16(POLLIN), revents: 0)]
-            if outputOpen { fds.append(pollfd(fd: outputPipe.read, events: Int16(POLLIN), revents: 0)) }
+            for open in streams { fds.append(pollfd(fd: open.fd, events: Int16(POLLIN), revents: 0)) }
             var wait: Int32 = -1
             if !timedOut {
                 let left = deadline - clock.now
@@ -281,20 +354,28 @@ public struct IsolatedCaseLauncher: Sendable {
                 break
             }
             if fds[0].revents != 0 { exited = true }
-            if outputOpen, fds[1].revents != 0 {
-                if !Self.readAvailable(outputPipe.read, into: &output, once: true) { outputOpen = false }
+            var closed: [Int32] = []
+            for (index, open) in streams.enumerated() where fds[index + 1].revents != 0 {
+                var bytes: [UInt8] = []
+                if !Self.readAvailable(open.fd, into: &bytes, once: true) { closed.append(open.fd) }
+                append(bytes, stream: open.stream)
             }
+            streams.removeAll { closed.contains($0.fd) }
         }
 
-        // Whatever the case left in its group goes with it; then reap.
+        // Whatever the case left in its group goes with it; then reap (the pid
+        // stays unreaped until then, so it cannot be reused while tracked).
         kill(-pid, SIGKILL)
+        Self.untrack(slot)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         waiter.join()
 
-        if captureOutput {
-            _ = fcntl(outputPipe.read, F_SETFL, O_NONBLOCK)
-            _ = Self.readAvailable(outputPipe.read, into: &output, once: false)
+        for open in streams {
+            var bytes: [UInt8] = []
+            _ = fcntl(open.fd, F_SETFL, O_NONBLOCK)
+            _ = Self.readAvailable(open.fd, into: &bytes, once: false)
+            append(bytes, stream: open.stream)
         }
         var verdictBytes: [UInt8] = []
         _ = fcntl(verdictPipe.read, F_SETFL, O_NONBLOCK)
@@ -308,8 +389,7 @@ public struct IsolatedCaseLauncher: Sendable {
         } else {
             ending = .signaled(status & 0x7f)
         }
-        return Ended(status: ending, output: String(decoding: output, as: UTF8.self),
-                     verdictText: String(decoding: verdictBytes, as: UTF8.self))
+        return Ended(status: ending, chunks: chunks, verdictText: String(decoding: verdictBytes, as: UTF8.self))
     }
 
     /// This process's environment, plus a terse Swift backtrace setting for a

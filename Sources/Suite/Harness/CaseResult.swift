@@ -33,17 +33,22 @@ public struct CaseResult: Sendable, Hashable {
     public var duration: Double
     /// The case's stdout and stderr, merged in order (only when captured).
     public var output: String
+    /// What the case wrote, stream by stream in the order it arrived (only when
+    /// captured), for a reporter to replay on the harness's own stdout and stderr.
+    public var capturedOutput: [OutputChunk]
     /// Lines the parent harness adds about the case ("# <test>: Test terminated by timeout").
     public var diagnostics: [String]
 
     public init(name: String, testName: String, verdict: Verdict, failureReason: String? = nil,
-                duration: Double = 0, output: String = "", diagnostics: [String] = []) {
+                duration: Double = 0, output: String = "", capturedOutput: [OutputChunk] = [],
+                diagnostics: [String] = []) {
         self.name = name
         self.testName = testName
         self.verdict = verdict
         self.failureReason = failureReason
         self.duration = duration
         self.output = output
+        self.capturedOutput = capturedOutput
         self.diagnostics = diagnostics
     }
 
@@ -51,6 +56,30 @@ public struct CaseResult: Sendable, Hashable {
     public var reason: String? {
         if case .skip(let reason) = verdict { return reason }
         return failureReason
+    }
+}
+
+/// How a case process's stdout and stderr reach the harness.
+public enum OutputCapture: Sendable, Hashable {
+    /// Not captured: the case writes straight to the harness's stdout and stderr (sequential TAP).
+    case inherit
+    /// One pipe for both streams: the exact order of all the case wrote, as
+    /// `output`, and as one stdout chunk in `capturedOutput`.
+    case merged
+    /// Two pipes: each byte keeps its stream (chunks in `capturedOutput`); the order
+    /// between the streams is the order the harness read them in.
+    case separate
+}
+
+/// Bytes a case wrote to one of its streams.
+public struct OutputChunk: Sendable, Hashable {
+    /// 1 (stdout) or 2 (stderr).
+    public var stream: Int32
+    public var bytes: [UInt8]
+
+    public init(stream: Int32, bytes: [UInt8]) {
+        self.stream = stream
+        self.bytes = bytes
     }
 }
 

@@ -11,6 +11,17 @@ public protocol SuiteReporter: AnyObject {
     /// Whether case processes must have their output captured into `CaseResult.output`
     /// (otherwise they write straight to the harness's stdout and stderr).
     var capturesOutput: Bool { get }
+    /// When cases run concurrently and the reporter does not capture: what case `number`
+    /// wrote (`result.capturedOutput`), between `caseStarted` and `caseFinished`, to be
+    /// passed on where the case would have written it.
+    func caseOutput(_ number: Int, _ result: CaseResult)
+    /// How to capture case output for `caseOutput`.
+    var replayCapture: OutputCapture { get }
+}
+
+extension SuiteReporter {
+    public func caseOutput(_ number: Int, _ result: CaseResult) {}
+    public var replayCapture: OutputCapture { .separate }
 }
 
 /// kselftest TAP, as hmm-tests prints it, after one comment naming the backend.
@@ -25,6 +36,15 @@ public final class TAPReporter: SuiteReporter {
     }
 
     public var capturesOutput: Bool { false }
+
+    /// One pipe when stdout and stderr end in the same place (a terminal, 2>&1),
+    /// so the order between a case's two streams is exact; else one pipe per stream,
+    /// so each byte goes where it would have gone.
+    public var replayCapture: OutputCapture { sink.streamsShareDestination ? .merged : .separate }
+
+    public func caseOutput(_ number: Int, _ result: CaseResult) {
+        for chunk in result.capturedOutput { sink.write(chunk.stream, chunk.bytes) }
+    }
 
     public func runStarted(backend: BackendInfo, plan: RunPlan) {
         sink.out(backend.tapComment)

@@ -69,6 +69,21 @@ public enum TAP {
 public protocol ReportSink: AnyObject {
     func out(_ line: String)
     func err(_ line: String)
+    /// Raw bytes a case wrote, to stream 1 (stdout) or 2 (stderr).
+    func write(_ stream: Int32, _ bytes: [UInt8])
+    /// Whether stdout and stderr reach the same file, pipe or terminal.
+    var streamsShareDestination: Bool { get }
+}
+
+extension ReportSink {
+    /// As lines (a last line without its newline still counts).
+    public func write(_ stream: Int32, _ bytes: [UInt8]) {
+        var lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        for line in lines { stream == 2 ? err(String(line)) : out(String(line)) }
+    }
+
+    public var streamsShareDestination: Bool { false }
 }
 
 /// Lines straight to fd 1 and fd 2 with write(2): nothing is buffered, so
@@ -77,6 +92,15 @@ public final class StandardSink: ReportSink {
     public init() {}
     public func out(_ line: String) { FDWrite.line(1, line) }
     public func err(_ line: String) { FDWrite.line(2, line) }
+    public func write(_ stream: Int32, _ bytes: [UInt8]) { FDWrite.bytes(stream == 2 ? 2 : 1, bytes) }
+
+    /// fd 1 and fd 2 are the same file (same device and inode: 2>&1, one terminal, /dev/null).
+    public var streamsShareDestination: Bool {
+        var out = stat()
+        var err = stat()
+        guard fstat(1, &out) == 0, fstat(2, &err) == 0 else { return false }
+        return out.st_dev == err.st_dev && out.st_ino == err.st_ino
+    }
 }
 
 /// Collects lines (for tests).
@@ -96,18 +120,24 @@ enum FDWrite {
 
     static func all(_ fd: Int32, _ text: String) {
         var text = text
-        text.withUTF8 { buffer in
-            guard var base = buffer.baseAddress else { return }
-            var left = buffer.count
-            while left > 0 {
-                let n = write(fd, base, left)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                base += n
-                left -= n
+        text.withUTF8 { write(fd, $0) }
+    }
+
+    static func bytes(_ fd: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { write(fd, $0) }
+    }
+
+    private static func write(_ fd: Int32, _ buffer: UnsafeBufferPointer<UInt8>) {
+        guard var base = buffer.baseAddress else { return }
+        var left = buffer.count
+        while left > 0 {
+            let n = Glibc.write(fd, base, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
             }
+            base += n
+            left -= n
         }
     }
 }
