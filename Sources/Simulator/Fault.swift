@@ -44,6 +44,10 @@ extension MMStruct {
         let pageMask = ~UInt64(pageSize - 1)
         let address = addr & pageMask
         let haddr = addr & ~UInt64(pmdSize - 1)
+        if vma.isAnonymous || (vma.file != nil && !vma.isShared) {
+            // anon_vma_prepare()
+            ptl.withLock { if vma.anonVMA == nil { vma.anonVMA = AnonVMA() } }
+        }
         while true {
             ptl.lock()
             let pmd = pageTable.pmd(address)

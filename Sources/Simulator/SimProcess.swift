@@ -91,8 +91,10 @@ final class SimProcess: Machine, @unchecked Sendable {
             guard let found = mm.getUnmappedArea(length: len, align: a) else { throw .ENOMEM }
             start = found
         }
+        // vm_pgoff: the file offset; for private anonymous memory the address (vma_set_anonymous() callers).
+        let pgoff = source.isAnonymous && !shared ? start >> UInt64(mm.pageShift) : UInt64(offset) >> UInt64(mm.pageShift)
         let vma = VMArea(start: start, end: start + len, flags: vmFlags, file: file,
-                         pgoff: UInt64(offset) >> UInt64(mm.pageShift), isDeviceMapping: device != nil)
+                         pgoff: pgoff, isDeviceMapping: device != nil)
         mm.insertVMA(vma)
         if device != nil {
             // dmirror_fops_mmap(): a zeroed kernel page per page, vm_insert_page().
@@ -113,6 +115,8 @@ final class SimProcess: Machine, @unchecked Sendable {
                 a += UInt64(pageSize)
             }
         }
+        // vma_merge_new_range()
+        if device == nil { mm.mergeVMAs(around: start, start + len) }
         return start
     }
 
@@ -135,21 +139,40 @@ final class SimProcess: Machine, @unchecked Sendable {
         let end = address + pageAlign(length)
         mm.mmapLock.writeLock()
         defer { mm.mmapLock.writeUnlock() }
-        guard mm.isFullyMapped(address, end) else { throw .ENOMEM }
-        let removingWrite = !protection.contains(.write)
-        for vma in mm.isolate(address, end) {
-            vma.flags.remove([.read, .write, .exec])
-            if protection.contains(.read) || protection.contains(.write) || protection.contains(.exec) {
-                vma.flags.insert(.read)
+        // do_mprotect_pkey(): the VMAs are changed in order; a hole ends the
+        // walk with ENOMEM, after the VMAs before it were changed.
+        var cursor = address
+        var error: Errno?
+        for vma in mm.vmas(in: address, end) {
+            if vma.start > cursor {
+                error = .ENOMEM
+                break
             }
-            if protection.contains(.write) { vma.flags.insert(.write) }
-            if protection.contains(.exec) { vma.flags.insert(.exec) }
+            cursor = vma.end
         }
-        // change_protection(): MMU_NOTIFY_PROTECTION_VMA over the range.
-        mm.withInvalidation(.protectionVMA, address, end) {
-            guard removingWrite else { return }
-            mm.ptl.withLock { mm.wrprotectRangeLocked(address, end) }
+        if error == nil && cursor < end { error = .ENOMEM }
+        let changeEnd = min(cursor, end)
+        let removingWrite = !protection.contains(.write)
+        for vma in mm.vmas(in: address, changeEnd) {
+            var newFlags = vma.flags
+            newFlags.remove([.read, .write, .exec])
+            if protection.contains(.read) || protection.contains(.write) || protection.contains(.exec) {
+                newFlags.insert(.read)
+            }
+            if protection.contains(.write) { newFlags.insert(.write) }
+            if protection.contains(.exec) { newFlags.insert(.exec) }
+            // mprotect_fixup(): nothing to do (no split, no notifier) when the flags stay.
+            if newFlags == vma.flags { continue }
+            let s = max(vma.start, address), e = min(vma.end, changeEnd)
+            for piece in mm.isolate(s, e) { piece.flags = newFlags }
+            // change_protection(): MMU_NOTIFY_PROTECTION_VMA over the range.
+            mm.withInvalidation(.protectionVMA, s, e) {
+                guard removingWrite else { return }
+                mm.ptl.withLock { mm.wrprotectRangeLocked(s, e) }
+            }
+            mm.mergeVMAs(around: s, e)
         }
+        if let error { throw error }
     }
 
     func madvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
@@ -161,14 +184,20 @@ final class SimProcess: Machine, @unchecked Sendable {
         let mapped = mm.isFullyMapped(address, end)
         switch advice {
         case .hugePage, .noHugePage:
-            for vma in mm.isolate(address, end) {
+            for vma in mm.vmas(in: address, end) {
+                var newFlags = vma.flags
                 if advice == .hugePage {
-                    vma.flags.remove(.nohugepage)
-                    vma.flags.insert(.hugepage)
+                    newFlags.remove(.nohugepage)
+                    newFlags.insert(.hugepage)
                 } else {
-                    vma.flags.remove(.hugepage)
-                    vma.flags.insert(.nohugepage)
+                    newFlags.remove(.hugepage)
+                    newFlags.insert(.nohugepage)
                 }
+                // madvise_update_vma(): unchanged flags leave the VMA alone.
+                if newFlags == vma.flags { continue }
+                let s = max(vma.start, address), e = min(vma.end, end)
+                for piece in mm.isolate(s, e) { piece.flags = newFlags }
+                mm.mergeVMAs(around: s, e)
             }
         case .dontNeed:
             for vma in mm.vmas(in: address, end) {
@@ -189,20 +218,29 @@ final class SimProcess: Machine, @unchecked Sendable {
 
     func mremap(_ address: UInt64, oldSize: Int, newSize: Int, flags: RemapFlags,
                 newAddress: UInt64?) throws(Errno) -> UInt64 {
+        // check_mremap_params()
         guard address & pageMask == 0, newSize > 0 else { throw .EINVAL }
         if flags.contains(.fixed) && !flags.contains(.mayMove) { throw .EINVAL }
         if flags.contains(.dontUnmap) && (!flags.contains(.mayMove) || oldSize != newSize) { throw .EINVAL }
         let oldLen = pageAlign(oldSize), newLen = pageAlign(newSize)
         mm.mmapLock.writeLock()
         defer { mm.mmapLock.writeUnlock() }
-        guard let vma = mm.vmaLookup(address), address + oldLen <= vma.end else { throw .EFAULT }
+        // check_prep_vma(): only a VMA at `address` is needed to shrink or keep
+        // the size in place (shrink_vma() unmaps the tail, whatever maps it).
+        guard let vma = mm.vmaLookup(address) else { throw .EFAULT }
+        let mapsNew = flags.contains(.fixed) || flags.contains(.dontUnmap) || newLen > oldLen
+        if !mapsNew {
+            if newLen < oldLen { mm.doMunmap(address + newLen, address + oldLen) }
+            return address
+        }
+        // A zero old_len would duplicate the mapping: refused for private mappings.
+        if oldLen == 0 && !vma.isShared { throw .EINVAL }
+        guard address + oldLen <= vma.end else { throw .EFAULT }
         if !flags.contains(.fixed) && !flags.contains(.dontUnmap) {
-            if newLen <= oldLen {
-                if newLen < oldLen { mm.doMunmap(address + newLen, address + oldLen) }
-                return address
-            }
             if vma.end == address + oldLen && mm.vmas(in: address + oldLen, address + newLen).isEmpty {
+                // vma_expand(), then a merge with the next VMA if it is alike.
                 vma.end = address + newLen
+                mm.mergeVMAs(around: address, address + newLen)
                 return address
             }
             guard flags.contains(.mayMove) else { throw .ENOMEM }
@@ -218,6 +256,8 @@ final class SimProcess: Machine, @unchecked Sendable {
             target = found
         }
         mm.moveVMA(address, oldLen, to: target, newLen, dontUnmap: flags.contains(.dontUnmap))
+        // copy_vma() merges the moved VMA with its new neighbours when alike.
+        if !vma.isDeviceMapping { mm.mergeVMAs(around: target, target + newLen) }
         return target
     }
 
@@ -391,7 +431,8 @@ final class SimChild: ChildProcess, @unchecked Sendable {
                 pthread_setspecific(SimChild.currentKey, Unmanaged.passUnretained(self).toOpaque())
                 let code: Int32
                 do { code = try pending(process) } catch { code = 1 }
-                finish(.exited(code))
+                // do_exit((code & 0xff) << 8): waitpid sees the low byte.
+                finish(.exited(code & 0xff))
             }
             do {
                 let thread = try HostThread { box.run() }
@@ -412,5 +453,12 @@ final class SimChild: ChildProcess, @unchecked Sendable {
     func terminate(by signal: Int32) -> Never {
         finish(.signaled(signal))
         pthread_exit(nil)
+    }
+}
+
+extension MappingSource {
+    var isAnonymous: Bool {
+        if case .anonymous = self { return true }
+        return false
     }
 }

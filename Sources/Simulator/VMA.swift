@@ -30,6 +30,10 @@ final class VMArea: @unchecked Sendable {
     var isDeviceMapping: Bool
     /// vm_userfaultfd_ctx.
     var userfaultfd: UserfaultContext?
+    /// vma->anon_vma: set by the first anonymous fault (anon_vma_prepare()),
+    /// shared by the pieces of a split. Two VMAs with different anon_vmas
+    /// never merge. Set under the page table lock.
+    var anonVMA: AnonVMA?
 
     init(start: UInt64, end: UInt64, flags: VMFlags, file: ShmemInode? = nil, pgoff: UInt64 = 0,
          isDeviceMapping: Bool = false) {
@@ -44,6 +48,7 @@ final class VMArea: @unchecked Sendable {
     func copy() -> VMArea {
         let v = VMArea(start: start, end: end, flags: flags, file: file, pgoff: pgoff, isDeviceMapping: isDeviceMapping)
         v.userfaultfd = userfaultfd
+        v.anonVMA = anonVMA
         return v
     }
 
@@ -60,3 +65,6 @@ final class VMArea: @unchecked Sendable {
         ((addr - start) >> UInt64(pageShift)) + pgoff
     }
 }
+
+/// struct anon_vma, reduced to its identity (what is_mergeable_anon_vma() compares).
+final class AnonVMA: Sendable {}
