@@ -107,6 +107,15 @@ extension MMStruct {
                 a += pageSize
             }
         }
+        // migrate_vma_collect_huge_pmd(): the whole PMD is one compound source
+        // entry, replaced by a migration entry until finalize.
+        func collectWholePMD(_ a: UInt64, _ folio: Folio, writable: Bool, saved: PMDEntry) {
+            args.src[idx(a)] = MigratePfn(page: PageRef(folio, 0),
+                                          flags: MigratePfnFlags.collected(writable, compound: true))
+            args.cpages += 1
+            args.saved[idx(a)] = .pmd(saved)
+            pageTable.setPMD(a, .migration(folio, writable: writable))
+        }
         while addr < args.end {
             let pmdStart = addr & ~(pmdSize - 1)
             let segEnd = min(pmdStart + pmdSize, args.end)
@@ -126,11 +135,7 @@ extension MMStruct {
                     }
                     splitHugePMDLocked(pmdStart)
                 } else if wholePMD {
-                    args.src[idx(addr)] = MigratePfn(page: PageRef(folio, 0),
-                                                      flags: MigratePfnFlags.collected(writable, compound: true))
-                    args.cpages += 1
-                    args.saved[idx(addr)] = .pmd(.huge(folio, writable: writable))
-                    pageTable.setPMD(addr, .migration(folio, writable: writable))
+                    collectWholePMD(addr, folio, writable: writable, saved: .huge(folio, writable: writable))
                     addr = segEnd
                     continue
                 } else {
@@ -142,11 +147,7 @@ extension MMStruct {
                     continue
                 }
                 if wholePMD {
-                    args.src[idx(addr)] = MigratePfn(page: PageRef(folio, 0),
-                                                      flags: MigratePfnFlags.collected(writable, compound: true))
-                    args.cpages += 1
-                    args.saved[idx(addr)] = .pmd(.devicePrivate(folio, writable: writable))
-                    pageTable.setPMD(addr, .migration(folio, writable: writable))
+                    collectWholePMD(addr, folio, writable: writable, saved: .devicePrivate(folio, writable: writable))
                     addr = segEnd
                     continue
                 }
