@@ -15,18 +15,21 @@ public final class LinuxMachine: Machine {
     public let abi: ABIGeneration
     public let pageSize: Int
 
+    /// read_pmd_pagesize(); fixed for the boot, so read once.
+    public let pmdPageSize: Int
+    /// default_huge_page_size(); fixed for the boot, so read once.
+    public let defaultHugePageSize: Int
+
     public init(abi: ABIGeneration) {
         self.abi = abi
         self.pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        self.pmdPageSize = SysFile.readInteger("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") ?? 0
+        self.defaultHugePageSize = LinuxMachine.readDefaultHugePageSize()
     }
 
     // MARK: Sizes the kernel reports
 
-    public var pmdPageSize: Int {
-        SysFile.readInteger("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") ?? 0
-    }
-
-    public var defaultHugePageSize: Int {
+    private static func readDefaultHugePageSize() -> Int {
         guard let meminfo = SysFile.read("/proc/meminfo") else { return 0 }
         for line in meminfo.split(separator: "\n") where line.hasPrefix("Hugepagesize:") {
             let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
