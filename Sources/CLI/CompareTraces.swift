@@ -32,6 +32,9 @@ struct CompareTraces: ParsableCommand {
     @Flag(name: .customLong("fail-on-missing"), help: "Also fail when a case has a trace in only one directory.")
     var failOnMissing = false
 
+    @Option(help: "text (one line per case) or json (one document, for the lab).")
+    var format: ReportFormat = .text
+
     func run() throws {
         let entries: [TraceComparison.Entry]
         do {
@@ -45,9 +48,17 @@ struct CompareTraces: ParsableCommand {
             throw ExitCode(KSFTExitCode.usage)
         }
         let report = TraceComparison.report(entries, failOnMissing: failOnMissing)
-        print(report.lines.joined(separator: "\n"))
+        switch format {
+        case .text: print(report.lines.joined(separator: "\n"))
+        case .json: print(TraceComparison.json(entries, a: a, b: b, exitCode: report.exitCode))
+        }
         throw ExitCode(report.exitCode)
     }
+}
+
+enum ReportFormat: String, CaseIterable, ExpressibleByArgument {
+    case text
+    case json
 }
 
 /// The directory `run --trace` writes into.

@@ -146,6 +146,37 @@ public enum TraceComparison {
         return (lines, failed ? 1 : 0)
     }
 
+    /// The comparison as one JSON document: every case with its verdict (and, for a
+    /// difference, the first differing line of each side), the counts, and whether it passed.
+    public static func json(_ entries: [Entry], a: String, b: String, exitCode: Int32) -> String {
+        let q = JSONReporter.quote
+        func side(_ line: Int, _ text: String?) -> String {
+            "{\"line\": \(line), \"text\": \(text.map(q) ?? "null")}"
+        }
+        var counts: [String: Int] = ["same": 0, "differs": 0, "missing": 0, "nondeterministic": 0, "ignored": 0]
+        var rows: [String] = []
+        for entry in entries {
+            var row = "{\"name\": \(q(entry.name)), \"verdict\": "
+            switch entry.verdict {
+            case .same: row += "\"same\""; counts["same"]! += 1
+            case .differs(let lineA, let textA, let lineB, let textB):
+                row += "\"differs\", \"a\": \(side(lineA, textA)), \"b\": \(side(lineB, textB))"
+                counts["differs"]! += 1
+            case .missing(let inA, _):
+                row += "\"missing\", \"missing_in\": \(q(inA ? "b" : "a"))"
+                counts["missing"]! += 1
+            case .nondeterministic: row += "\"nondeterministic\""; counts["nondeterministic"]! += 1
+            case .ignored: row += "\"ignored\""; counts["ignored"]! += 1
+            }
+            rows.append(row + "}")
+        }
+        let totals = ["same", "differs", "missing", "nondeterministic", "ignored"]
+            .map { "\(q($0)): \(counts[$0]!)" }.joined(separator: ", ")
+        return "{\n  \"a\": \(q(a)), \"b\": \(q(b)),\n  \"cases\": [\n    "
+            + rows.joined(separator: ",\n    ")
+            + "\n  ],\n  \"totals\": {\(totals)},\n  \"passed\": \(exitCode == 0)\n}"
+    }
+
     /// The case names of the `.trace` files in `directory`.
     public static func caseNames(in directory: String) throws(Failure) -> Set<String> {
         guard let dir = opendir(directory) else { throw .unreadableDirectory(directory, Errno.current) }
