@@ -123,12 +123,18 @@ fi
 
 # ------------------------------------------------------------ run one case
 # run_case SUITE NAME CMD... : markers in the kernel log, output to a file,
-# exit code and guest uptime (start, end) to SUITE.rc
+# exit code and guest uptime (start, end) to SUITE.rc. hmm-tests' TAP and
+# diagnostics stay in one file (NAME.out) in the order it wrote them;
+# dmirror's JSON document goes alone to NAME.json, its stderr to NAME.err.
 run_case() {
 	suite=$1; name=$2; shift 2
 	t0=$(uptime_s)
 	kmsg "BEGIN $suite $name"
-	timeout -s KILL "$LAB_TEST_TIMEOUT" "$@" > "$R/$suite/$name.out" 2>&1 < /dev/null
+	if [ "$suite" = dmirror ]; then
+		timeout -s KILL "$LAB_TEST_TIMEOUT" "$@" > "$R/$suite/$name.json" 2> "$R/$suite/$name.err" < /dev/null
+	else
+		timeout -s KILL "$LAB_TEST_TIMEOUT" "$@" > "$R/$suite/$name.out" 2>&1 < /dev/null
+	fi
 	rc=$?
 	t1=$(uptime_s)
 	kmsg "END $suite $name rc=$rc"
@@ -192,7 +198,7 @@ if [ -x /lab/dmirror ]; then
 	echo "$rc" > "$R/dmirror.list.rc"
 	if [ "$rc" = 0 ] && [ -s "$R/dmirror.list" ]; then
 		note "dmirror: runs in the guest, $(wc -l < "$R/dmirror.list") cases listed"
-		run_suite dmirror "$R/dmirror.list" /lab/dmirror run --backend kernel --format tap --trace "$R/dmirror-traces"
+		run_suite dmirror "$R/dmirror.list" /lab/dmirror run --backend kernel --format json --trace "$R/dmirror-traces"
 	else
 		note "dmirror: 'dmirror list' failed in the guest (exit $rc): $(head -c 300 "$R/dmirror.list.err")"
 	fi
