@@ -1,37 +1,53 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
+// 6.2: typed throws, Synchronization's Mutex and Atomic, and InlineArray.
 import PackageDescription
 
+// dmirror drives a Linux driver and simulates Linux's mm: it builds on Linux only.
+#if !os(Linux)
+#error("dmirror builds and runs on Linux only")
+#endif
+
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+
+// The layers, bottom to top; each depends only on those below it.
 let package = Package(
     name: "dmirror",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dmirror", targets: ["dmirror"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
-        // The C shim: the dmirror ABI in C terms plus the calls Swift cannot make directly.
+        // C: the ABI header (struct, request numbers, snapshot bytes, UAPI values) and the calls Swift cannot make.
         .target(name: "CDmirror", path: "Module"),
-        // ABI facts, typed commands, errno, and the real /dev/hmm_dmirrorN.
-        .target(name: "DmirrorDevice", dependencies: ["CDmirror"], path: "Sources/Device"),
-        // The machine protocol ("a process") and its Linux implementation.
-        .target(name: "DmirrorMachine", dependencies: ["DmirrorDevice", "CDmirror"], path: "Sources/Machine"),
-        // The simulator: the same protocol, backed by a model of the kernel's mm and test_hmm.
-        .target(name: "DmirrorSimulator", dependencies: ["DmirrorMachine", "DmirrorDevice"], path: "Sources/Simulator"),
-        // The ported hmm-tests suite and its kselftest-compatible harness.
-        .target(name: "DmirrorSuite", dependencies: ["DmirrorMachine", "DmirrorDevice", "DmirrorSimulator", "CDmirror"], path: "Sources/Suite"),
+        // The ABI in Swift types: commands, request numbers per generation, snapshot entries, errno, UAPI values.
+        .target(name: "ABI", dependencies: ["CDmirror", system]),
+        // The machine protocol ("a process"), the device file protocol and typed dmirror commands. No Linux code.
+        .target(name: "MachineInterface", dependencies: ["ABI"]),
+        // The one thin syscall layer: a function per call, EINTR in one place, a recording/errno-forcing seam.
+        .target(name: "Syscalls", dependencies: ["ABI", "CDmirror", system]),
+        // The real backend: LinuxMachine, /dev/hmm_dmirrorN, the driver probe.
+        .target(name: "Linux", dependencies: ["ABI", "MachineInterface", "Syscalls", system]),
+        // The other backend: the kernel's mm and lib/test_hmm.c, laid out like the kernel tree.
+        .target(name: "Simulator", dependencies: ["ABI", "MachineInterface"]),
+        // Runner, per-case isolation, filters, TAP/JSON/JUnit, command traces. Knows no case and no backend.
+        .target(name: "Harness", dependencies: ["ABI", "MachineInterface", "Syscalls", system]),
+        // The ported hmm-tests cases, their buffers, the kernel findings.
+        .target(name: "Suite", dependencies: ["ABI", "MachineInterface", "Harness"]),
+        // The executable: the only place that knows both backends.
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "DmirrorSuite", "DmirrorMachine", "DmirrorSimulator", "DmirrorDevice", "CDmirror",
+                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"
         ),
         .testTarget(
             name: "DmirrorTests",
-            dependencies: ["dmirror", "DmirrorSuite", "DmirrorMachine", "DmirrorSimulator", "DmirrorDevice", "CDmirror"],
+            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "CDmirror"],
             path: "Tests/DmirrorTests"
         ),
     ],

@@ -1,13 +1,18 @@
 /*
- * The test_hmm driver's user ABI (lib/test_hmm_uapi.h in Linux 7.3), stated
- * for dmirror. The layout is fixed by the kernel; the static asserts below
- * make any drift a compile error rather than a silent corruption.
+ * The user ABI dmirror speaks, stated in C so the compiler checks it:
+ * test_hmm's ioctl interface (lib/test_hmm_uapi.h in Linux 7.3) and the
+ * Linux UAPI values the Swift side passes to the kernel (mmap, madvise,
+ * mremap, gup_test), taken from the system headers. Swift reads every
+ * number from here; the static asserts make any drift a compile error.
  */
 #ifndef DMIRROR_ABI_H
 #define DMIRROR_ABI_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <linux/mman.h>
 
 /* The one argument every dmirror ioctl takes (40 bytes, no padding). */
 struct dmirror_cmd {
@@ -26,14 +31,14 @@ _Static_assert(offsetof(struct dmirror_cmd, npages) == 16, "npages at 16");
 _Static_assert(offsetof(struct dmirror_cmd, cpages) == 24, "cpages at 24");
 _Static_assert(offsetof(struct dmirror_cmd, faults) == 32, "faults at 32");
 
-/* _IOWR('H', nr, struct hmm_dmirror_cmd), spelled out so Swift can see it. */
-#define DMIRROR_IOC_DIR_RW   3u
-#define DMIRROR_IOC_TYPE     0x48u /* 'H' */
-#define DMIRROR_IOWR(nr) \
-	((DMIRROR_IOC_DIR_RW << 30) | ((uint32_t)sizeof(struct dmirror_cmd) << 16) | \
-	 (DMIRROR_IOC_TYPE << 8) | (uint32_t)(nr))
+/* _IOWR('H', nr, struct hmm_dmirror_cmd), as asm-generic/ioctl.h composes it. */
+static inline uint32_t dmirror_iowr(uint32_t nr)
+{
+	return (3u << 30) | ((uint32_t)sizeof(struct dmirror_cmd) << 16) | (0x48u << 8) | nr;
+}
 
-/* Request numbers of Linux 7.3 (the newest generation). */
+/* The request numbers (nr) of Linux 7.3, the newest generation. Older
+ * generations are stated relative to these in Swift (ABIGeneration). */
 enum {
 	DMIRROR_NR_READ            = 0x00,
 	DMIRROR_NR_WRITE           = 0x01,
@@ -47,8 +52,13 @@ enum {
 	DMIRROR_NR_READ_UNLOCKED   = 0x09,
 };
 
-_Static_assert(DMIRROR_IOWR(DMIRROR_NR_READ) == 0xC0284800u, "READ request value");
-_Static_assert(DMIRROR_IOWR(DMIRROR_NR_READ_UNLOCKED) == 0xC0284809u, "READ_UNLOCKED request value");
+/* The numbering before v6.0 inserted MIGRATE_TO_SYS at 0x03. */
+enum {
+	DMIRROR_NR_V5_MIGRATE         = 0x02,
+	DMIRROR_NR_V5_SNAPSHOT        = 0x03,
+	DMIRROR_NR_V5_EXCLUSIVE       = 0x04,
+	DMIRROR_NR_V5_CHECK_EXCLUSIVE = 0x05,
+};
 
 /* HMM_DMIRROR_FLAGS bits (passed in npages). */
 #define DMIRROR_FLAG_FAIL_ALLOC (1ull << 0)
@@ -66,6 +76,46 @@ enum {
 	DMIRROR_PROT_DEV_PRIVATE_REMOTE  = 0x30,
 	DMIRROR_PROT_DEV_COHERENT_LOCAL  = 0x40,
 	DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50,
+};
+
+/* Linux UAPI values from the system headers, under names Swift can import
+ * (some are missing from Swift's Glibc overlay, a few from older headers). */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* asm-generic/mman-common.h, Linux 6.1 */
+#endif
+enum {
+	DMIRROR_UAPI_PROT_READ            = PROT_READ,
+	DMIRROR_UAPI_PROT_WRITE           = PROT_WRITE,
+	DMIRROR_UAPI_PROT_EXEC            = PROT_EXEC,
+	DMIRROR_UAPI_MAP_SHARED           = MAP_SHARED,
+	DMIRROR_UAPI_MAP_PRIVATE          = MAP_PRIVATE,
+	DMIRROR_UAPI_MAP_FIXED            = MAP_FIXED,
+	DMIRROR_UAPI_MAP_ANONYMOUS        = MAP_ANONYMOUS,
+	DMIRROR_UAPI_MAP_POPULATE         = MAP_POPULATE,
+	DMIRROR_UAPI_MAP_HUGETLB          = MAP_HUGETLB,
+	DMIRROR_UAPI_MAP_FIXED_NOREPLACE  = MAP_FIXED_NOREPLACE,
+	DMIRROR_UAPI_MADV_DONTNEED        = MADV_DONTNEED,
+	DMIRROR_UAPI_MADV_FREE            = MADV_FREE,
+	DMIRROR_UAPI_MADV_HUGEPAGE        = MADV_HUGEPAGE,
+	DMIRROR_UAPI_MADV_NOHUGEPAGE      = MADV_NOHUGEPAGE,
+	DMIRROR_UAPI_MADV_COLLAPSE        = MADV_COLLAPSE,
+	DMIRROR_UAPI_MREMAP_MAYMOVE       = MREMAP_MAYMOVE,
+	DMIRROR_UAPI_MREMAP_FIXED         = MREMAP_FIXED,
+	DMIRROR_UAPI_MREMAP_DONTUNMAP     = MREMAP_DONTUNMAP,
+};
+
+/* O_TMPFILE needs _GNU_SOURCE, which only the shim's own file has. */
+extern const int dmirror_UAPI_O_TMPFILE;
+
+/* gup_test (mm/gup_test.h): the operations hmm_gup_test uses, and the
+ * FOLL_* bits hmm-tests.c copies locally (they are kernel-internal). */
+enum {
+	DMIRROR_GUP_FAST_BENCHMARK     = 1,
+	DMIRROR_PIN_FAST_BENCHMARK     = 2,
+	DMIRROR_PIN_LONGTERM_BENCHMARK = 3,
+	DMIRROR_GUP_BASIC_TEST         = 4,
+	DMIRROR_FOLL_WRITE             = 0x01,
+	DMIRROR_FOLL_LONGTERM          = 0x100,
 };
 
 #endif /* DMIRROR_ABI_H */

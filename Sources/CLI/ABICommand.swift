@@ -1,6 +1,7 @@
 import ArgumentParser
-import DmirrorDevice
-import DmirrorSuite
+import ABI
+import Harness
+import Syscalls
 
 /// `dmirror abi [RELEASE]`: which ioctl numbering a kernel release speaks.
 /// The one place outside the ABI module that answers it, so scripts (the lab) ask here.
@@ -16,16 +17,16 @@ struct ABICommand: ParsableCommand {
     var format: ReportFormat = .text
 
     func run() throws {
-        let release = self.release ?? KernelDriverProbe.probe().release
+        let release = self.release ?? Sys.kernelRelease()
         guard let abi = ABIGeneration(kernelRelease: release) else {
-            FileHandleLite.standardError("dmirror: abi: \(release.debugDescription) is not a Linux release of 5.7 or later (test_hmm appeared in 5.7)")
-            throw ExitCode(KSFTExitCode.skip)
+            throw refuse("abi: \(release.debugDescription) is not a Linux release of 5.7 or later (test_hmm appeared in 5.7)",
+                         exit: KSFTExit.skip)
         }
         switch format {
         case .text:
             print(abi.rawValue)
         case .json:
-            let q = JSONReporter.quote
+            let q = JSON.quote
             let commands = DmirrorCommand.allCases.map { command in
                 "\(q(command.kernelName)): " + (abi.request(for: command).map { q("0x" + String($0, radix: 16)) } ?? "null")
             }

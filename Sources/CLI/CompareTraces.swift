@@ -1,9 +1,7 @@
 import ArgumentParser
-import DmirrorDevice
-import DmirrorSuite
-#if canImport(Glibc)
-import Glibc
-#endif
+import ABI
+import Harness
+import Syscalls
 
 /// `dmirror compare-traces A B`: the command traces of two runs (`run --trace`), case by case.
 struct CompareTraces: ParsableCommand {
@@ -14,7 +12,9 @@ struct CompareTraces: ParsableCommand {
             Prints one line per case: same, differs (with the first differing line of each side, \
             numbered as in its file), missing in A or B, nondeterministic (not compared) or ignored. \
             Lines starting with # are not compared. Exit status: 0 if every case both directories \
-            have is the same, 1 otherwise (--fail-on-missing: also 1 if a case is in only one). Example (kernel run in the guest, simulator on the host): \
+            have is the same, 1 otherwise (--fail-on-missing: also 1 if a case is in only one; a directory \
+            with no trace, or a file that is not a trace, is 1 too). \
+            Example (kernel run in the guest, simulator on the host): \
             dmirror compare-traces kernel-traces sim-traces
             """
     )
@@ -40,17 +40,17 @@ struct CompareTraces: ParsableCommand {
         do {
             entries = try TraceComparison.compare(a, b, ignoring: Set(ignore))
         } catch {
-            FileHandleLite.standardError("dmirror: compare-traces: \(error)")
-            throw ExitCode(KSFTExitCode.usage)
-        }
-        if entries.isEmpty {
-            FileHandleLite.standardError("dmirror: compare-traces: no *.trace files in \(a) or \(b)")
-            throw ExitCode(KSFTExitCode.usage)
+            throw refuse("compare-traces: \(error)", exit: KSFTExit.fail)
         }
         let report = TraceComparison.report(entries, failOnMissing: failOnMissing)
-        switch format {
-        case .text: print(report.lines.joined(separator: "\n"))
-        case .json: print(TraceComparison.json(entries, a: a, b: b, exitCode: report.exitCode))
+        let text = switch format {
+        case .text: report.lines.joined(separator: "\n")
+        case .json: TraceComparison.json(entries, a: a, b: b, failOnMissing: failOnMissing)
+        }
+        do {
+            try Sys.writeAll(.standardOutput, text + "\n")
+        } catch {
+            throw refuse("compare-traces: stdout: \(error.named)", exit: KSFTExit.fail)
         }
         throw ExitCode(report.exitCode)
     }
@@ -59,23 +59,4 @@ struct CompareTraces: ParsableCommand {
 enum ReportFormat: String, CaseIterable, ExpressibleByArgument {
     case text
     case json
-}
-
-/// The directory `run --trace` writes into.
-enum TraceDirectory {
-    /// mkdir -p `path`; nil on success, else what went wrong.
-    static func prepare(_ path: String) -> String? {
-        var prefix = path.hasPrefix("/") ? "/" : ""
-        for component in path.split(separator: "/") {
-            prefix += component
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-                return Errno.current.description
-            }
-            prefix += "/"
-        }
-        var info = stat()
-        guard stat(path, &info) == 0 else { return Errno.current.description }
-        guard info.st_mode & S_IFMT == S_IFDIR else { return "not a directory" }
-        return nil
-    }
 }

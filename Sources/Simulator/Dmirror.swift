@@ -1,4 +1,5 @@
-import DmirrorDevice
+import ABI
+import MachineInterface
 
 /// A `pt` entry: struct page * tagged with DPT_XA_TAG_*.
 struct DmirrorPTEntry {

@@ -1,4 +1,4 @@
-import DmirrorDevice
+import ABI
 
 /// enum of dmirror_device.zone_device_type (HMM_DMIRROR_MEMORY_DEVICE_*).
 enum ZoneDeviceType: Sendable {

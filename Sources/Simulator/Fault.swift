@@ -34,7 +34,7 @@ enum VMFault {
     }
 }
 
-import DmirrorDevice
+import ABI
 
 extension MMStruct {
     /// handle_mm_fault(): resolve one fault at `addr` in `vma`. The caller

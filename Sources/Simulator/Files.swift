@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 
 /// A tmpfs (shmem) inode with its page cache. Also backs MAP_SHARED|MAP_ANONYMOUS
 /// mappings, as shmem_zero_setup() does in the kernel.

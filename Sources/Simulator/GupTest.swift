@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 
 /// /sys/kernel/debug/gup_test (mm/gup_test.c): get_user_pages*/pin_user_pages* on a range.
 final class SimGupTestFile: GupTestFile, @unchecked Sendable {

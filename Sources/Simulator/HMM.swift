@@ -1,4 +1,4 @@
-import DmirrorDevice
+import ABI
 
 /// HMM_PFN_* output flags.
 struct HMMPfnFlags: OptionSet {

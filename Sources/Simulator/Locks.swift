@@ -1,3 +1,5 @@
+import ABI
+import MachineInterface
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -108,4 +110,37 @@ func monotonicMilliseconds() -> Int {
 /// cond_resched()/schedule() while waiting on something another thread will finish.
 func simYield() {
     sched_yield()
+}
+
+/// A host thread for a simulated thread (pthread_create/pthread_join): the
+/// simulator is thread-safe the way the kernel is, so threads race for real.
+final class SimThread: MachineThread, @unchecked Sendable {
+    private var thread: pthread_t
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    init(_ body: @escaping @Sendable () -> Void) throws(Errno) {
+        let box = Unmanaged.passRetained(Box(body))
+        var handle = pthread_t()
+        let rc = pthread_create(&handle, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw Errno(rawValue: rc)
+        }
+        thread = handle
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
+
+/// nanosleep(2) of the host (a simulated thread that sleeps lets others run).
+func hostSleep(nanoseconds: UInt64) {
+    var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 
 extension MMStruct {
     /// The TLB fill: bytes reachable at `addr` without a fault. Caller holds `ptl`.

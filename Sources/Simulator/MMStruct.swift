@@ -1,4 +1,4 @@
-import DmirrorDevice
+import ABI
 
 /// struct mm_struct: one simulated address space.
 ///

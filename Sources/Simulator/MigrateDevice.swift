@@ -1,4 +1,4 @@
-import DmirrorDevice
+import ABI
 
 /// MIGRATE_PFN_* flags.
 struct MigratePfnFlags: OptionSet {

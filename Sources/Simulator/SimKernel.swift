@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 
 /// The simulated machine's fixed properties.
 public struct SimConfiguration: Sendable {
@@ -29,11 +29,13 @@ public struct SimConfiguration: Sendable {
     /// The dmirror ioctl numbering the simulated kernel speaks. The driver's
     /// semantics are 7.3's; an older generation only hides and renumbers commands.
     public var abi: ABIGeneration
+    /// Seeds hmm_random() (and, under exploration, the scheduler).
+    public var seed: UInt64
 
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
                 thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
                 hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true,
-                abi: ABIGeneration = .newest) {
+                abi: ABIGeneration = .newest, seed: UInt64 = 0x5EED) {
         self.pageSize = pageSize
         self.pmdSize = pmdSize
         self.pudSize = pudSize
@@ -44,6 +46,7 @@ public struct SimConfiguration: Sendable {
         self.gupTestAvailable = gupTestAvailable
         self.userfaultfdAvailable = userfaultfdAvailable
         self.abi = abi
+        self.seed = seed
     }
 }
 
@@ -68,6 +71,7 @@ public final class SimKernel: @unchecked Sendable {
     private let lock = SimMutex()
     private var mms: [WeakMM] = []
     private var nextPid: Int32 = 1000
+    private var randomState: UInt64
     /// request_free_mem_region(): fake physical addresses for private chunks.
     private var nextFreeRegion: UInt64 = 0x10_0000_0000
 
@@ -79,6 +83,7 @@ public final class SimKernel: @unchecked Sendable {
 
     public init(configuration: SimConfiguration = .init()) {
         self.configuration = configuration
+        randomState = configuration.seed
         pageShift = configuration.pageSize.trailingZeroBitCount
         pmdShift = configuration.pmdSize.trailingZeroBitCount
         pudShift = configuration.pudSize.trailingZeroBitCount
@@ -123,6 +128,18 @@ public final class SimKernel: @unchecked Sendable {
     /// folio_alloc(): a new system folio.
     func allocFolio(_ kind: Folio.Kind, order: Int, zeroed: Bool = true) -> Folio {
         Folio(kind: kind, order: order, pageSize: configuration.pageSize, zeroed: zeroed)
+    }
+
+    /// hmm_random(): a generator seeded by the configuration, so a run repeats exactly.
+    func random() -> UInt32 {
+        lock.withLock {
+            // SplitMix64.
+            randomState &+= 0x9E37_79B9_7F4A_7C15
+            var z = randomState
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return UInt32(truncatingIfNeeded: z ^ (z >> 31))
+        }
     }
 
     func requestFreeMemRegion(_ size: UInt64) -> UInt64 {

@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,7 +25,6 @@ final class SimProcess: Machine, @unchecked Sendable {
         self.isChild = isChild
     }
 
-    var backend: Backend { .simulator }
     var pageSize: Int { kernel.configuration.pageSize }
     var pmdPageSize: Int { kernel.configuration.pmdSize }
     var defaultHugePageSize: Int { kernel.configuration.hugetlbPageSize }
@@ -212,6 +211,8 @@ final class SimProcess: Machine, @unchecked Sendable {
             for vma in mm.vmas(in: address, end) where !vma.isAnonymous { throw .EINVAL }
         case .collapse:
             try mm.collapse(address, end)
+        default:
+            throw .EINVAL
         }
         if !mapped { throw .ENOMEM }
     }
@@ -287,7 +288,7 @@ final class SimProcess: Machine, @unchecked Sendable {
             guard let vma = mm.vmaLookup(addr),
                   write ? vma.flags.contains(.write) : vma.flags.contains(.read) else {
                 mm.mmapLock.readUnlock()
-                fatalSignal(SIGSEGV)
+                fatalSignal(.segv)
             }
             mm.ptl.lock()
             if let (page, avail) = mm.translate(addr, write: write) {
@@ -305,22 +306,22 @@ final class SimProcess: Machine, @unchecked Sendable {
                 mm.mmapLock.readLock()
             case .sigbus:
                 mm.mmapLock.readUnlock()
-                fatalSignal(SIGBUS)
+                fatalSignal(.bus)
             case .sigsegv:
                 mm.mmapLock.readUnlock()
-                fatalSignal(SIGSEGV)
+                fatalSignal(.segv)
             }
         }
         mm.mmapLock.readUnlock()
     }
 
     /// The kernel answers the access with a fatal signal.
-    private func fatalSignal(_ signal: Int32) -> Never {
+    private func fatalSignal(_ signal: Signal) -> Never {
         if isChild, let child = SimChild.current {
             child.terminate(by: signal)
         }
-        Glibc.signal(signal, SIG_DFL)
-        raise(signal)
+        Glibc.signal(signal.rawValue, SIG_DFL)
+        raise(signal.rawValue)
         abort()
     }
 
@@ -359,6 +360,16 @@ final class SimProcess: Machine, @unchecked Sendable {
     }
 
     func eventfd() throws(Errno) -> any EventFile { SimEventFile() }
+
+    // MARK: Threads and time
+
+    func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) -> any MachineThread {
+        try SimThread(body)
+    }
+
+    func sleep(nanoseconds: UInt64) { hostSleep(nanoseconds: nanoseconds) }
+
+    func random() -> UInt32 { kernel.random() }
 
     // MARK: Processes
 
@@ -406,7 +417,7 @@ final class SimChild: ChildProcess, @unchecked Sendable {
 
     var pid: Int32 { process.pid }
 
-    func kill(_ signal: Int32) throws(Errno) {
+    func kill(_ signal: Signal) throws(Errno) {
         lock.withLock {
             if status == nil && body != nil {
                 body = nil
@@ -434,12 +445,8 @@ final class SimChild: ChildProcess, @unchecked Sendable {
                 // do_exit((code & 0xff) << 8): waitpid sees the low byte.
                 finish(.exited(code & 0xff))
             }
-            do {
-                let thread = try HostThread { box.run() }
-                thread.join()
-            } catch {
-                throw error
-            }
+            let thread = try SimThread { box.run() }
+            thread.join()
         }
         return lock.withLock { status ?? .exited(0) }
     }
@@ -450,7 +457,7 @@ final class SimChild: ChildProcess, @unchecked Sendable {
     }
 
     /// A fatal signal in the child: it ends here, on its own thread.
-    func terminate(by signal: Int32) -> Never {
+    func terminate(by signal: Signal) -> Never {
         finish(.signaled(signal))
         pthread_exit(nil)
     }

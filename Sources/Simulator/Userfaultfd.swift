@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 
 /// struct userfaultfd_ctx: pending fault messages and the faulting threads' wait queue.
 ///
