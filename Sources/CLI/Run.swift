@@ -55,11 +55,11 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
-        if backend == .kernel, let jobs, jobs > 1 { throw ValidationError(Self.kernelJobsProblem(jobs)) }
     }
 
     func run() throws {
-        // Everything that can be refused is refused before a case runs.
+        // Everything that can be refused is refused before a case runs, arguments before the driver is probed.
+        if backend == .kernel, let jobs, jobs > 1 { throw refuse(Self.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
         let plan = try selection.plan(Run.self, Arguments.of(subcommand: "run")) { $0.selection }
         let resolved = try BackendResolver.resolve(backend, abi: abi)
         // auto may have picked the kernel.

@@ -125,7 +125,9 @@ public struct CaseLauncher: Sendable {
                     let group = CaseLauncher.runningGroups[slot].load(ordering: .sequentiallyConsistent)
                     if group > 0 { try? Sys.kill(-group, .kill) }
                 }
-                Sys.die(of: Signal(rawValue: number))
+                // Die of the signal itself once the handler returns.
+                Sys.restoreDefault(Signal(rawValue: number))
+                Sys.raise(Signal(rawValue: number))
             }
         }
         Sys.ignore(.pipe)

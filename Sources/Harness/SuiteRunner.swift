@@ -136,16 +136,16 @@ struct LaunchLoop {
 
             // Wait for output, a verdict, an exit, or the nearest deadline.
             var fds: [pollfd] = []
-            var owners: [(Running, Int)] = []  // (case, what: -1 pidfd, -2 verdict, k stream k)
+            var owners: [(Running, Int32)] = []  // (case, stream: 0 the pidfd, -1 the verdict, else 1/2)
             for child in running {
                 if let pidfd = child.pidfd, child.status == nil {
-                    fds.append(pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, -1))
+                    fds.append(pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, 0))
                 }
                 if let verdict = child.verdict {
-                    fds.append(pollfd(fd: verdict.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, -2))
+                    fds.append(pollfd(fd: verdict.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, -1))
                 }
-                for (k, open) in child.streams.enumerated() {
-                    fds.append(pollfd(fd: open.fd.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, k))
+                for open in child.streams {
+                    fds.append(pollfd(fd: open.fd.rawValue, events: Int16(POLLIN), revents: 0)); owners.append((child, open.stream))
                 }
             }
             let now = Sys.monotonicNanoseconds()
@@ -157,18 +157,18 @@ struct LaunchLoop {
 
             for (k, entry) in fds.enumerated() where entry.revents != 0 {
                 let (child, what) = owners[k]
+                let fd = FileDescriptor(rawValue: entry.fd)
                 switch what {
-                case -1: reap(child)
-                case -2:
-                    if let fd = child.verdict, !read(fd, into: buffer, then: { child.verdictBytes += $0 }) {
+                case 0: reap(child)
+                case -1:
+                    if !read(fd, into: buffer, then: { child.verdictBytes += $0 }) {
                         try? Sys.close(fd)
                         child.verdict = nil
                     }
                 default:
-                    let open = child.streams[what]
-                    if !read(open.fd, into: buffer, then: { child.append($0, stream: open.stream) }) {
-                        try? Sys.close(open.fd)
-                        child.streams.removeAll { $0.fd == open.fd }
+                    if !read(fd, into: buffer, then: { child.append($0, stream: what) }) {
+                        try? Sys.close(fd)
+                        child.streams.removeAll { $0.fd == fd }
                     }
                 }
             }

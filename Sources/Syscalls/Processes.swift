@@ -53,9 +53,12 @@ extension Sys {
     /// have without dmirror in the way.
     public static func die(of signal: Signal) -> Never {
         _ = Glibc.signal(signal.rawValue, SIG_DFL)
-        raise(signal.rawValue)
+        _ = Glibc.raise(signal.rawValue)
         abort()
     }
+
+    /// raise(3).
+    public static func raise(_ signal: Signal) { _ = Glibc.raise(signal.rawValue) }
 
     /// signal(2) with a C handler (for the few signals a harness must forward).
     public static func setHandler(_ signal: Signal, _ handler: @convention(c) (Int32) -> Void) {

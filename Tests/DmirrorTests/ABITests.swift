@@ -1,6 +1,6 @@
-import CDmirror
 import Testing
-@testable import DmirrorDevice
+@testable import ABI
+import MachineInterface
 
 /// The ABI facts, checked against values computed here independently of the
 /// C header: the x86_64 ioctl encoding is dir<<30 | size<<16 | type<<8 | nr.
@@ -77,13 +77,13 @@ struct ABITests {
         #expect(SnapshotEntry.none.rawValue == 0x00)
         #expect(SnapshotEntry.read.rawValue == 0x01)
         #expect(SnapshotEntry.write.rawValue == 0x02)
-        #expect(SnapshotEntry.pmd.rawValue == 0x04)
-        #expect(SnapshotEntry.pud.rawValue == 0x08)
-        #expect(SnapshotEntry.zero.rawValue == 0x10)
-        #expect(SnapshotEntry.devicePrivateLocal.rawValue == 0x20)
-        #expect(SnapshotEntry.devicePrivateRemote.rawValue == 0x30)
-        #expect(SnapshotEntry.deviceCoherentLocal.rawValue == 0x40)
-        #expect(SnapshotEntry.deviceCoherentRemote.rawValue == 0x50)
+        #expect(SnapshotEntry.Level.pmd.bits == 0x04)
+        #expect(SnapshotEntry.Level.pud.bits == 0x08)
+        #expect(SnapshotEntry.Kind.zero.bits == 0x10)
+        #expect(SnapshotEntry.Kind.devicePrivateLocal.bits == 0x20)
+        #expect(SnapshotEntry.Kind.devicePrivateRemote.bits == 0x30)
+        #expect(SnapshotEntry.Kind.deviceCoherentLocal.bits == 0x40)
+        #expect(SnapshotEntry.Kind.deviceCoherentRemote.bits == 0x50)
         #expect(DmirrorFlags.failAlloc.rawValue == 1)
     }
 
@@ -107,5 +107,20 @@ struct ABITests {
         #expect(DmirrorError.failed(.migrateToDevice, .ENOENT).description.hasPrefix("HMM_DMIRROR_MIGRATE_TO_DEV failed: ENOENT"))
         #expect(DmirrorError.unsupported(.flags, .v6_1).description.contains("--abi"))
         #expect(Errno.EINVAL.name == "EINVAL")
+        #expect(Errno.EINVAL.named == "EINVAL (Invalid argument)")
+        #expect(Errno(rawValue: 4095).name == "errno 4095")
+    }
+
+    @Test("Linux UAPI values come from the system headers (x86_64 values)")
+    func uapiValues() {
+        #expect(MapFlags.shared.rawValue == 0x01 && MapFlags.private.rawValue == 0x02)
+        #expect(MapFlags.fixed.rawValue == 0x10 && MapFlags.anonymous.rawValue == 0x20)
+        #expect(MapFlags.hugetlb.rawValue == 0x40000 && MapFlags.fixedNoReplace.rawValue == 0x100000)
+        #expect(Advice.dontNeed.rawValue == 4 && Advice.free.rawValue == 8)
+        #expect(Advice.hugePage.rawValue == 14 && Advice.noHugePage.rawValue == 15 && Advice.collapse.rawValue == 25)
+        #expect(RemapFlags.mayMove.rawValue == 1 && RemapFlags.fixed.rawValue == 2 && RemapFlags.dontUnmap.rawValue == 4)
+        #expect(GupTestOperation.gupBasicTest.rawValue == 4 && GupFlags.longterm.rawValue == 0x100)
+        #expect(ExitStatus(waitStatus: 0x0100) == .exited(1))
+        #expect(ExitStatus(waitStatus: 9) == .signaled(.kill))
     }
 }

@@ -1,8 +1,9 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 import Synchronization
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 
 /// A Machine that only opens and closes device files, recording what happens;
 /// everything else fails with ENOSYS. Enough for FIXTURE_SETUP/TEARDOWN.
@@ -33,7 +34,6 @@ final class HarnessFakeMachine: Machine, @unchecked Sendable {
         }
     }
 
-    var backend: Backend { .simulator }
     var pageSize: Int { 4096 }
     var pmdPageSize: Int { 2 << 20 }
     var defaultHugePageSize: Int { 2 << 20 }
@@ -59,6 +59,9 @@ final class HarnessFakeMachine: Machine, @unchecked Sendable {
     func openGupTest() throws(Errno) -> any GupTestFile { throw .ENOSYS }
     func userfaultfd() throws(Errno) -> any UserfaultFile { throw .ENOSYS }
     func eventfd() throws(Errno) -> any EventFile { throw .ENOSYS }
+    func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) -> any MachineThread { throw .ENOSYS }
+    func sleep(nanoseconds: UInt64) {}
+    func random() -> UInt32 { 4 }
     func fork(_ child: @escaping (any Machine) throws -> Int32) throws(Errno) -> any ChildProcess { throw .ENOSYS }
 }
 
@@ -75,7 +78,7 @@ struct HarnessExecutorTests {
     func run(_ variant: Variant, machine: HarnessFakeMachine, log: LineLog = LineLog(),
              body: @escaping @Sendable (TestContext) throws -> Void) -> CaseOutcome {
         let test = TestDefinition(variant.fixture, "probe", body: body)
-        return CaseExecutor.run(SuiteCase(test: test, variant: variant), on: machine, stderr: log.writer)
+        return FixtureRun(test: test, variant: variant).execute(on: machine, log: log.writer)
     }
 
     @Test("A passing case reserves a huge page, opens its devices, runs, closes them in order")

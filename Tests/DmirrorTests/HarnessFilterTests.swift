@@ -1,5 +1,6 @@
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 
 /// Synthetic cases for harness tests (bodies that do nothing).
 enum HarnessFixtures {
@@ -8,16 +9,16 @@ enum HarnessFixtures {
     }
 
     /// `names` (fixture hmm) in each of `variants`, variant-major like the kernel.
-    static func cases(_ names: [String], variants: [Variant]) -> [SuiteCase] {
-        variants.flatMap { variant in names.map { SuiteCase(test: test(variant.fixture, $0), variant: variant) } }
+    static func cases(_ names: [String], variants: [Variant]) -> [TestCase] {
+        variants.flatMap { variant in names.map { test(variant.fixture, $0).testCase(in: variant) } }
     }
 
     /// A small suite shaped like hmm-tests: hmm {a, b, c} and hmm2 {a, d}, both variants each.
-    static var suite: [SuiteCase] {
+    static var suite: [TestCase] {
         cases(["a", "b", "c"], variants: Variant.all(of: .hmm)) + cases(["a", "d"], variants: Variant.all(of: .hmm2))
     }
 
-    static func names(_ filter: CaseFilter) -> [String] { filter.select(suite).map(\.name) }
+    static func names(_ filter: CaseFilter) -> [String] { filter.select(suite).map(\.name.description) }
 }
 
 /// test_enabled(): first match wins; no positive filter means "everything but the exclusions".
@@ -27,7 +28,7 @@ struct HarnessFilterTests {
 
     @Test("No filter runs everything in order")
     func noFilter() {
-        #expect(HarnessFixtures.names(CaseFilter()) == HarnessFixtures.suite.map(\.name))
+        #expect(HarnessFixtures.names(CaseFilter()) == HarnessFixtures.suite.map(\.name.description))
         #expect(HarnessFixtures.suite.count == 10)
     }
 

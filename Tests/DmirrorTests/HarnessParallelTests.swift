@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -146,61 +147,17 @@ struct HarnessParallelTests {
         #expect(!cases.contains { kill($0, 0) == 0 }, "no case process outlives the harness")
     }
 
-    // MARK: SuiteRunner with a fake launcher
+    // MARK: The runner's limits
 
-    @Test("SuiteRunner with jobs 3: cases overlap, finish out of order, and are reported in plan order")
-    func runnerOrder() {
-        let cases = HarnessFixtures.cases(["open_close", "anon_read", "anon_write", "migrate", "snapshot_like"],
-                                          variants: [.hmmDevicePrivate])
-        let names = cases.map(\.name)
-        let running = Mutex((now: 0, most: 0))
-        let captures = Mutex<[OutputCapture]>([])
-        let launch: @Sendable (SuiteCase, OutputCapture) -> CaseResult = { suiteCase, capture in
-            captures.withLock { $0.append(capture) }
-            running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
-            let index = names.firstIndex(of: suiteCase.name)!
-            // The first cases take longest, so later ones finish first.
-            usleep(UInt32((names.count - index) * 40_000))
-            running.withLock { $0.now -= 1 }
-            let chunks = [OutputChunk(stream: 1, bytes: Array("out \(index)\n".utf8)),
-                          OutputChunk(stream: 2, bytes: Array("err \(index)\n".utf8))]
-            return CaseResult(name: suiteCase.name, testName: suiteCase.test.name,
-                              verdict: index == 1 ? .fail : .pass, capturedOutput: capture == .inherit ? [] : chunks,
-                              diagnostics: index == 1 ? [TAP.diagnostic(suiteCase.test.name, TAP.Ending.failed)] : [])
-        }
-        let backend = BackendInfo(name: "sim", detail: "d", abi: "7.3")
-        let sink = MemorySink()
-        let totals = SuiteRunner(reporter: TAPReporter(sink: sink), jobs: 3, launch: launch)
-            .run(RunPlan(cases: cases), backend: backend)
-        #expect(totals.fail == 1 && totals.pass == 4)
-        #expect(running.withLock { $0.most } == 3)
-        #expect(captures.withLock { $0 }.allSatisfy { $0 == .separate })
-
-        var expected: [(Int, String)] = [(1, backend.tapComment), (1, TAP.header), (1, TAP.plan(5)),
-                                         (1, TAP.starting(tests: 5, cases: 1))]
-        for (index, name) in names.enumerated() {
-            let verdict: Verdict = index == 1 ? .fail : .pass
-            expected += [(1, TAP.run(name)), (1, "out \(index)"), (2, "err \(index)")]
-            if index == 1 { expected.append((2, TAP.diagnostic(cases[index].test.name, TAP.Ending.failed))) }
-            expected += [(1, TAP.result(verdict, name)), (1, TAP.testLine(index + 1, name, verdict))]
-        }
-        expected += [(1, TAP.summary(totals))] + TAP.counts(totals).map { (1, $0) }
-        #expect(sink.lines.map(\.stream) == expected.map(\.0))
-        #expect(sink.lines.map(\.text) == expected.map(\.1))
-    }
-
-    @Test("SuiteRunner with more jobs than cases, and with none")
+    @Test("SuiteRunner uses at most one worker per case, and none without cases")
     func runnerEdges() {
         let cases = HarnessFixtures.cases(["open_close"], variants: [.hmmDevicePrivate])
-        let launch: @Sendable (SuiteCase, OutputCapture) -> CaseResult = { suiteCase, _ in
-            CaseResult(name: suiteCase.name, testName: suiteCase.test.name, verdict: .pass)
-        }
-        let runner = SuiteRunner(reporter: TAPReporter(sink: MemorySink()), jobs: 16, launch: launch)
+        let launcher = CaseLauncher { fatalError("no case runs here") }
+        let runner = SuiteRunner(launcher: launcher, reporter: TAPReporter(sink: MemorySink()), jobs: 16)
         #expect(runner.workerCount(for: RunPlan(cases: cases)) == 1)
         #expect(runner.workerCount(for: RunPlan(cases: [])) == 0)
-        #expect(runner.run(RunPlan(cases: cases), backend: BackendInfo(name: "sim", detail: "d", abi: "7.3")).pass == 1)
         let empty = MemorySink()
-        let totals = SuiteRunner(reporter: TAPReporter(sink: empty), jobs: 4, launch: launch)
+        let totals = SuiteRunner(launcher: launcher, reporter: TAPReporter(sink: empty), jobs: 4)
             .run(RunPlan(cases: []), backend: BackendInfo(name: "sim", detail: "d", abi: "7.3"))
         #expect(totals.total == 0)
         #expect(empty.stdoutLines.last == "# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:0 error:0")

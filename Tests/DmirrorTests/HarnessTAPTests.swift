@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 
 /// The report lines, checked against the kernel harness's format strings
 /// (kselftest.h / kselftest_harness.h, Linux 7.3).
@@ -70,25 +71,22 @@ struct HarnessTAPTests {
         #expect(TAP.diagnostic("migrate", TAP.Ending.failed) == "# migrate: Test failed")
     }
 
-    @Test("The TAP reporter prints a whole run in the kernel's order, backend comment first")
+    @Test("The TAP reporter prints a whole run in the kernel's order, TAP version first")
     func reporterRun() {
         let sink = MemorySink()
         let reporter = TAPReporter(sink: sink)
         let cases = HarnessFixtures.cases(["open_close", "anon_read"], variants: [.hmmDevicePrivate, .hmmDeviceCoherent])
         let backend = BackendInfo(name: "sim", detail: "simulated Linux 7.3 test_hmm", abi: "7.3")
         let verdicts: [Verdict] = [.pass, .fail, .skip("DEVICE_COHERENT not available"), .skip("DEVICE_COHERENT not available")]
-        let names = cases.map(\.name)
-        let runner = SuiteRunner(reporter: reporter) { suiteCase, capture in
-            #expect(capture == .inherit)
-            let verdict = verdicts[names.firstIndex(of: suiteCase.name)!]
-            return CaseResult(name: suiteCase.name, testName: suiteCase.test.name, verdict: verdict,
-                              diagnostics: verdict == .fail ? [TAP.diagnostic(suiteCase.test.name, TAP.Ending.assertion)] : [])
+        let results = zip(cases, verdicts).map { testCase, verdict in
+            CaseResult(name: testCase.name.description, testName: testCase.name.test, verdict: verdict,
+                       diagnostics: verdict == .fail ? [TAP.diagnostic(testCase.name.test, TAP.Ending.assertion)] : [])
         }
-        let totals = runner.run(RunPlan(cases: cases), backend: backend)
+        let totals = ReporterDriver.run(reporter, cases, results, backend: backend)
         #expect(totals.exitCode == 1)
         #expect(sink.stdoutLines == [
-            "# dmirror: backend sim (simulated Linux 7.3 test_hmm)",
             "TAP version 13",
+            "# dmirror: backend sim (simulated Linux 7.3 test_hmm)",
             "1..4",
             "# Starting 4 tests from 2 test cases.",
             "#  RUN           hmm.hmm_device_private.open_close ...",
@@ -166,5 +164,20 @@ struct HarnessTAPTests {
         }
         #expect(VerdictChannel.decode("") == nil)
         #expect(VerdictChannel.decode("garbage") == nil)
+    }
+}
+
+/// Feeds a reporter the events of a run, in plan order, the way `SuiteRunner` does.
+enum ReporterDriver {
+    @discardableResult
+    static func run(_ reporter: SuiteReporter, _ cases: [TestCase], _ results: [CaseResult], backend: BackendInfo) -> RunTotals {
+        reporter.runStarted(backend: backend, plan: RunPlan(cases: cases))
+        for (index, (testCase, result)) in zip(cases, results).enumerated() {
+            reporter.caseStarted(index + 1, testCase)
+            reporter.caseFinished(index + 1, result)
+        }
+        let totals = RunTotals(results)
+        reporter.runFinished(results, totals: totals)
+        return totals
     }
 }

@@ -1,5 +1,6 @@
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
+import Linux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +22,7 @@ extension ConformanceScenarios {
     /// In a real child, SIGSEGV/SIGBUS kill it outright instead of running
     /// the Swift runtime's backtracer (the simulator's child is a thread of this process: leave it).
     static func quietFatalSignals(_ c: any Machine) {
-        guard c.backend == .kernel else { return }
+        guard c is LinuxMachine else { return }
         signal(SIGSEGV, SIG_DFL)
         signal(SIGBUS, SIG_DFL)
     }
@@ -85,7 +86,7 @@ extension ConformanceScenarios {
             let child = try m.fork { _ in
                 while true { pause() }
             }
-            log.call("kill") { () throws(Errno) in try child.kill(SIGKILL) }
+            log.call("kill") { () throws(Errno) in try child.kill(.kill) }
             log.call("wait") { () throws(Errno) in log.note("killed before wait: \(try child.wait())") }
         } catch {
             log.note("kill: \(error)")

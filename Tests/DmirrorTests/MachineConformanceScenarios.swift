@@ -1,5 +1,5 @@
-import DmirrorDevice
-import DmirrorMachine
+import ABI
+import MachineInterface
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -504,8 +504,8 @@ enum ConformanceScenarios {
         }
         let faults = Faults()
         let base = a
-        let handler = try log.must("handler thread") { () throws(Errno) -> HostThread in
-            try HostThread {
+        let handler = try log.must("handler thread") { () throws(Errno) -> any MachineThread in
+            try m.startThread {
                 let source = UnsafeMutableBufferPointer<Int32>.allocate(capacity: page / 4)
                 defer { source.deallocate() }
                 while true {
@@ -530,16 +530,16 @@ enum ConformanceScenarios {
         // The CPU touches the pages one at a time, in order, on another thread.
         final class Loaded: @unchecked Sendable { var values: [Int32] = [] }
         let loaded = Loaded()
-        let loader = try log.must("loader thread") { () throws(Errno) -> HostThread in
-            try HostThread {
+        let loader = try log.must("loader thread") { () throws(Errno) -> any MachineThread in
+            try m.startThread {
                 for p in 0..<(npages / 2) { loaded.values.append(m.loadInt32(base + UInt64(p) * P + 12)) }
             }
         }
         loader.join()
         log.note("sequential loads saw \(loaded.values)")
         // One bulk load over the rest (memcpy's access order is libc's business: log the set).
-        let bulk = try log.must("bulk loader thread") { () throws(Errno) -> HostThread in
-            try HostThread {
+        let bulk = try log.must("bulk loader thread") { () throws(Errno) -> any MachineThread in
+            try m.startThread {
                 loaded.values = m.loadInt32s(base + UInt64(npages / 2) * P, count: npages / 2 * page / 4)
             }
         }

@@ -1,7 +1,8 @@
 import Testing
-import DmirrorDevice
-import DmirrorMachine
-import DmirrorSimulator
+import ABI
+import MachineInterface
+import Linux
+import Simulator
 #if canImport(Glibc)
 import Glibc
 #endif

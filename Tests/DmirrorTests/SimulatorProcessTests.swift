@@ -1,7 +1,7 @@
 import Testing
-import DmirrorDevice
-import DmirrorMachine
-@testable import DmirrorSimulator
+import ABI
+import MachineInterface
+@testable import Simulator
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,13 +62,13 @@ struct SimulatorProcessTests {
     func childSignals() throws {
         let p = try anon(page, .none)
         let killed = try machine.fork { _ in 0 }
-        try killed.kill(SIGKILL)
-        #expect(try killed.wait() == .signaled(SIGKILL))
+        try killed.kill(.kill)
+        #expect(try killed.wait() == .signaled(.kill))
         let faulting = try machine.fork { child in
             _ = child.loadInt32(p)
             return 0
         }
-        #expect(try faulting.wait() == .signaled(SIGSEGV))
+        #expect(try faulting.wait() == .signaled(.segv))
     }
 
     @Test("exclusive: ATOMIC entries until the CPU touches the pages; WRITE after mprotect is EPERM")
@@ -141,7 +141,7 @@ struct SimulatorProcessTests {
             try dev.perform(.read, addr: p, ptr: addr, npages: UInt64(npages))
         }
         let stop = try machine.eventfd()
-        let handler = try HostThread {
+        let handler = try machine.startThread {
             let fill = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
             defer { fill.deallocate() }
             fill.initializeMemory(as: UInt8.self, repeating: 0xAB)

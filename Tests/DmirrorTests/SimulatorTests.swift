@@ -1,7 +1,7 @@
 import Testing
-import DmirrorDevice
-import DmirrorMachine
-@testable import DmirrorSimulator
+import ABI
+import MachineInterface
+@testable import Simulator
 
 /// Simulator invariants, driven through the `Machine` protocol exactly as the
 /// suite drives it (the C tests' assertions from hmm-tests.c, section C.2).

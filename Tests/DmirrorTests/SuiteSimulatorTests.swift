@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import Testing
-@testable import DmirrorSuite
+@testable import Harness
+@testable import Suite
 
 /// The ported suite, each case isolated in its own `dmirror` process, as
 /// `dmirror run -r <case>` runs it.
@@ -14,8 +15,8 @@ struct SuiteTests {
 
     /// Every case name: the 78 of hmm-tests, then dmirror's extras.
     static let allNames: [String] = (HMMSuite.cases + HMMSuite.extraCases)
-        .filter { benchmarksEnabled || !$0.test.isBenchmark }
-        .map(\.name)
+        .filter { benchmarksEnabled || !$0.isBenchmark }
+        .map(\.name.description)
 
     /// Runs one case through the CLI and returns its TAP output.
     static func run(_ name: String, backend: String) throws -> ProcessOutput {

@@ -1,8 +1,9 @@
 import Testing
-import DmirrorDevice
-import DmirrorMachine
-import DmirrorSimulator
-@testable import DmirrorSuite
+import ABI
+import MachineInterface
+import Simulator
+@testable import Harness
+@testable import Suite
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,7 @@ struct TraceScratch {
 
     init() throws {
         var template = Array("/tmp/dmirror-trace-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw Errno.current }
+        guard let made = mkdtemp(&template) else { throw Errno(rawValue: errno) }
         path = String(cString: made)
     }
 
@@ -39,9 +40,9 @@ struct TraceRecordingTests {
         let scratch = try TraceScratch()
         defer { scratch.remove() }
         let trace = try CommandTrace.create(directory: scratch.path, caseName: "unit.test.case")
-        defer { close(trace.descriptor) }
+        defer { close(trace.descriptor.rawValue) }
         try body(TracingMachine(base: SimKernel().spawnProcess(), trace: trace))
-        return try TraceComparison.lines(of: CommandTrace.path(directory: scratch.path, caseName: "unit.test.case"))
+        return try readLines(of: CommandTrace.path(directory: scratch.path, caseName: "unit.test.case"))
     }
 
     @Test("READ, SNAPSHOT, WRITE, an errno and an unknown request each leave one line")
@@ -179,11 +180,12 @@ struct TraceComparisonTests {
 
     /// Rewrites line `number` (1-based) of `path`.
     func edit(_ path: String, line number: Int, to text: String) throws {
-        var lines = try TraceComparison.lines(of: path)
+        var lines = try readLines(of: path)
         lines[number - 1] = text
+        let text = lines.map { $0 + "\n" }.joined()
         let fd = open(path, O_WRONLY | O_TRUNC)
         #expect(fd >= 0)
-        FDWrite.all(fd, lines.map { $0 + "\n" }.joined())
+        #expect(text.withCString { write(fd, $0, strlen($0)) } == text.utf8.count)
         close(fd)
     }
 
@@ -201,10 +203,10 @@ struct TraceComparisonTests {
             #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
         }
 
-        let snapshot = try TraceComparison.lines(of: CommandTrace.path(directory: a, caseName: "hmm2.hmm2_device_private.snapshot"))
+        let snapshot = try readLines(of: CommandTrace.path(directory: a, caseName: "hmm2.hmm2_device_private.snapshot"))
         #expect(snapshot.contains { $0.contains("HMM_DMIRROR_SNAPSHOT") && $0.contains(" snapshot=") })
         #expect(snapshot.last == "end pass")
-        let child = try TraceComparison.lines(of: CommandTrace.path(directory: a, caseName: "hmm.hmm_device_private.anon_write_child"))
+        let child = try readLines(of: CommandTrace.path(directory: a, caseName: "hmm.hmm_device_private.anon_write_child"))
         #expect(child.contains("1 HMM_DMIRROR_WRITE unit=0 npages=1024 addr=aligned ok cpages=1024 faults=1"))
 
         let same = try runDmirror(["compare-traces", a, b])
@@ -218,7 +220,7 @@ struct TraceComparisonTests {
         try edit(CommandTrace.path(directory: b, caseName: "hmm.hmm_device_private.anon_teardown"), line: 3, to: "0 anything")
         // A deterministic one may not.
         let edited = CommandTrace.path(directory: b, caseName: "hmm.hmm_device_private.anon_read")
-        let original = try TraceComparison.lines(of: edited)[2]
+        let original = try readLines(of: edited)[2]
         try edit(edited, line: 3, to: "0 HMM_DMIRROR_READ unit=0 npages=1024 addr=aligned errno=EFAULT")
         let differs = try runDmirror(["compare-traces", a, b])
         #expect(differs.status == 1)
@@ -261,4 +263,23 @@ extension TraceScratch {
         closedir(dir)
         rmdir(directory)
     }
+}
+
+/// A text file's lines (without the final newline's empty line).
+func readLines(of path: String) throws -> [String] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw Errno(rawValue: errno) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 { bytes += chunk[0..<n]; continue }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { throw Errno(rawValue: errno) }
+        break
+    }
+    var lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    if lines.last == "" { lines.removeLast() }
+    return lines
 }
