@@ -12,15 +12,15 @@ def read_newc(data):
     """[(name, mode, rdev major, rdev minor, data)] of a newc cpio, up to its trailer."""
     out, pos = [], 0
     while True:
-        assert data[pos:pos + 6] == b"070701", data[pos:pos + 6]
-        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        assert data[pos : pos + 6] == b"070701", data[pos : pos + 6]
+        fields = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         _, mode, _, _, _, _, size, _, _, rmaj, rmin, namesize, _ = fields
         name_start = pos + 110
-        name = data[name_start:name_start + namesize - 1].decode()
+        name = data[name_start : name_start + namesize - 1].decode()
         assert data[name_start + namesize - 1] == 0
         pos = name_start + namesize
         pos += -pos % 4
-        body = data[pos:pos + size]
+        body = data[pos : pos + size]
         pos += size
         pos += -pos % 4
         if name == "TRAILER!!!":
@@ -48,9 +48,21 @@ class CpioWriter(unittest.TestCase):
         self.assertEqual(len(data) % 512, 0)
         self.assertEqual(data[end:], b"\0" * (len(data) - end))
         by_name = {e[0]: e for e in entries}
-        self.assertEqual([e[0] for e in entries], [
-            "bin", "dev", "dev/console", "bin/busybox", "bin/sh", "lab", "lab/config",
-            "lib", "lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu/libc.so.6"])
+        self.assertEqual(
+            [e[0] for e in entries],
+            [
+                "bin",
+                "dev",
+                "dev/console",
+                "bin/busybox",
+                "bin/sh",
+                "lab",
+                "lab/config",
+                "lib",
+                "lib/x86_64-linux-gnu",
+                "lib/x86_64-linux-gnu/libc.so.6",
+            ],
+        )
         self.assertEqual(stat.S_IFMT(by_name["bin"][1]), stat.S_IFDIR)
         self.assertEqual(by_name["dev/console"][1:4], (stat.S_IFCHR | 0o600, 5, 1))
         self.assertEqual(by_name["bin/busybox"][1], stat.S_IFREG | 0o755)
@@ -68,10 +80,10 @@ class CpioWriter(unittest.TestCase):
         c.close()
         data = buf.getvalue()
         inos, pos = [], 0
-        while data[pos:pos + 6] == b"070701":
-            inos.append(int(data[pos + 6:pos + 14], 16))
-            namesize = int(data[pos + 94:pos + 102], 16)
-            size = int(data[pos + 54:pos + 62], 16)
+        while data[pos : pos + 6] == b"070701":
+            inos.append(int(data[pos + 6 : pos + 14], 16))
+            namesize = int(data[pos + 94 : pos + 102], 16)
+            size = int(data[pos + 54 : pos + 62], 16)
             pos += 110 + namesize
             pos += -pos % 4
             pos += size + (-size % 4)
@@ -80,13 +92,20 @@ class CpioWriter(unittest.TestCase):
 
 class Ldd(unittest.TestCase):
     def test_paths(self):
-        text = ("\tlinux-vdso.so.1 (0x00007f8a4fab3000)\n"
-                "\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f8a4f9c2000)\n"
-                "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f8a4e81e000)\n"
-                "\t/lib64/ld-linux-x86-64.so.2 (0x00007f8a4fab5000)\n")
-        self.assertEqual(initramfs.ldd_paths(text), ["/lib/x86_64-linux-gnu/libm.so.6",
-                                                     "/lib/x86_64-linux-gnu/libc.so.6",
-                                                     "/lib64/ld-linux-x86-64.so.2"])
+        text = (
+            "\tlinux-vdso.so.1 (0x00007f8a4fab3000)\n"
+            "\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f8a4f9c2000)\n"
+            "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f8a4e81e000)\n"
+            "\t/lib64/ld-linux-x86-64.so.2 (0x00007f8a4fab5000)\n"
+        )
+        self.assertEqual(
+            initramfs.ldd_paths(text),
+            [
+                "/lib/x86_64-linux-gnu/libm.so.6",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2",
+            ],
+        )
         self.assertEqual(initramfs.ldd_paths("\tnot a dynamic executable\n"), [])
 
     @unittest.skipUnless(shutil.which("busybox") or os.path.exists("/bin/busybox"), "needs busybox")
@@ -98,12 +117,24 @@ class Ldd(unittest.TestCase):
                 with open(paths[name], "wb") as f:
                     f.write(name.encode())
             image = os.path.join(tmp, "initramfs.cpio")
-            initramfs.make_initramfs(image, {"test_hmm": paths["test_hmm.ko"], "hmm_tests": paths["hmm-tests"]},
-                                     None, "LAB_MODE=run\n")
+            initramfs.make_initramfs(
+                image,
+                {"test_hmm": paths["test_hmm.ko"], "hmm_tests": paths["hmm-tests"]},
+                None,
+                "LAB_MODE=run\n",
+            )
             with open(image, "rb") as f:
                 entries, _ = read_newc(f.read())
         names = [e[0] for e in entries]
-        for name in ("init", "bin/busybox", "bin/sh", "dev/ttyS1", "lab/config", "lab/test_hmm.ko", "lab/hmm-tests"):
+        for name in (
+            "init",
+            "bin/busybox",
+            "bin/sh",
+            "dev/ttyS1",
+            "lab/config",
+            "lab/test_hmm.ko",
+            "lab/hmm-tests",
+        ):
             self.assertIn(name, names)
         self.assertNotIn("lab/dmirror", names)
 

@@ -17,7 +17,7 @@ class SpmLayout(unittest.TestCase):
         self.assertEqual(qemu.spm_layout(8 * GiB), (0x220000000, 0x230000000, "memmap=512M$0x220000000"))
 
     def test_below_3_5_gib_ram_is_one_range_from_0(self):
-        self.assertEqual(qemu.spm_layout(3583), (0xbff00000, 0xcff00000, "memmap=512M$0xbff00000"))
+        self.assertEqual(qemu.spm_layout(3583), (0xBFF00000, 0xCFF00000, "memmap=512M$0xbff00000"))
         self.assertEqual(qemu.spm_layout(2 * GiB), (0x60000000, 0x70000000, "memmap=512M$0x60000000"))
 
 
@@ -28,8 +28,9 @@ def guest_args(**kw):
 
 class CommandLine(unittest.TestCase):
     def test_the_recorded_cmdline(self):
-        cmd, spm0, spm1, append = qemu.qemu_cmd(guest_args(), {"bzImage": "/k/bzImage"}, "/o/initramfs.cpio",
-                                                ["-serial", "file:/o/console.log"])
+        cmd, spm0, spm1, append = qemu.qemu_cmd(
+            guest_args(), {"bzImage": "/k/bzImage"}, "/o/initramfs.cpio", ["-serial", "file:/o/console.log"]
+        )
         # the cmdline the guest reported in a real run (env.txt)
         recorded = [x for x in read("results", "env.txt").splitlines() if x.startswith("cmdline: ")][0]
         self.assertEqual("cmdline: " + append, recorded)
@@ -40,8 +41,12 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(cmd[cmd.index("-m") + 1], "4096M")
 
     def test_options(self):
-        cmd, _, _, append = qemu.qemu_cmd(guest_args(kvm=True, thp="always", panic_on_oops=True,
-                                                     append=["a=1", "b"]), {"bzImage": "k"}, "i", [])
+        cmd, _, _, append = qemu.qemu_cmd(
+            guest_args(kvm=True, thp="always", panic_on_oops=True, append=["a=1", "b"]),
+            {"bzImage": "k"},
+            "i",
+            [],
+        )
         self.assertTrue(append.endswith("nokaslr oops=panic a=1 b"))
         self.assertIn("transparent_hugepage=always", append)
         self.assertEqual(cmd[-4:], ["-accel", "kvm", "-cpu", "host"])
@@ -61,8 +66,17 @@ class Console(unittest.TestCase):
         self.assertIn("  dmirror     1/76    16s  hmm.hmm_device_private.open_close  rc=0", out)
         self.assertIn("  guest: rmmod rc=0", out)
         self.assertFalse(any("BEGIN" in x for x in out))
-        self.assertEqual(w.events, {"init": 0.0, "kselftest-start": 6.0, "kselftest-end": 12.0,
-                                    "dmirror-start": 14.0, "dmirror-end": 18.0, "done": 21.0})
+        self.assertEqual(
+            w.events,
+            {
+                "init": 0.0,
+                "kselftest-start": 6.0,
+                "kselftest-end": 12.0,
+                "dmirror-start": 14.0,
+                "dmirror-end": 18.0,
+                "done": 21.0,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,14 @@ MEMREMAP = "WARNING: mm/memremap.c:158 at memremap_pages"
 class FindSplats(unittest.TestCase):
     def test_cut_here_warnings_are_attributed_to_the_running_case(self):
         found = splats.find_splats(read("kernel-warn.log").splitlines())
-        self.assertEqual([s["test"] for s in found], [
-            "kselftest:hmm.hmm_device_coherent.anon_write_child",
-            *["kselftest:hmm.hmm_device_coherent.migrate_partial_unmap_fault"] * 3,
-            "dmirror:hmm.hmm_device_coherent.migrate_anon_huge_err",
-        ])
+        self.assertEqual(
+            [s["test"] for s in found],
+            [
+                "kselftest:hmm.hmm_device_coherent.anon_write_child",
+                *["kselftest:hmm.hmm_device_coherent.migrate_partial_unmap_fault"] * 3,
+                "dmirror:hmm.hmm_device_coherent.migrate_anon_huge_err",
+            ],
+        )
         first = found[0]
         # offsets, CPU and task are normalised away; the WARN message is the line after "cut here"
         self.assertEqual(first["title"], MEMREMAP)
@@ -30,25 +33,37 @@ class FindSplats(unittest.TestCase):
 
     def test_banner_shapes_and_a_splat_between_cases(self):
         found = splats.find_splats(read("kernel-banners.log").splitlines())
-        self.assertEqual([(s["test"], s["title"]) for s in found], [
-            ("kselftest:hmm.hmm_device_private.migrate", "WARNING: possible circular locking dependency detected"),
-            ("idle", MEMREMAP),
-            ("dmirror:hmm.hmm_device_private.anon_read",
-             "BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right [kasan_test]"),
-        ])
+        self.assertEqual(
+            [(s["test"], s["title"]) for s in found],
+            [
+                (
+                    "kselftest:hmm.hmm_device_private.migrate",
+                    "WARNING: possible circular locking dependency detected",
+                ),
+                ("idle", MEMREMAP),
+                (
+                    "dmirror:hmm.hmm_device_private.anon_read",
+                    "BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right [kasan_test]",
+                ),
+            ],
+        )
         lockdep, between, kasan = found
         # a banner's text keeps the two lines before it and runs to the next marker
         self.assertIn("======\nWARNING: possible circular locking dependency detected\n", lockdep["text"])
-        self.assertTrue(lockdep["text"].endswith("dmirror-lab: END kselftest hmm.hmm_device_private.migrate rc=0"))
+        self.assertTrue(
+            lockdep["text"].endswith("dmirror-lab: END kselftest hmm.hmm_device_private.migrate rc=0")
+        )
         self.assertIn("*** DEADLOCK ***", lockdep["text"])
         self.assertEqual(lockdep["message"], "")
         self.assertEqual(between["message"], "Conflicting mapping in same section")
         self.assertIn("Memory state around the buggy address:", kasan["text"])
 
     def test_before_any_marker_is_boot(self):
-        lines = ["[    1.000000] WARNING: CPU: 0 PID: 1 at kernel/foo.c:12 foo+0x1/0x2",
-                 "[    1.000001] Modules linked in:",
-                 "[    1.000002] dmirror-lab: BEGIN lab insmod"]
+        lines = [
+            "[    1.000000] WARNING: CPU: 0 PID: 1 at kernel/foo.c:12 foo+0x1/0x2",
+            "[    1.000001] Modules linked in:",
+            "[    1.000002] dmirror-lab: BEGIN lab insmod",
+        ]
         (s,) = splats.find_splats(lines)
         self.assertEqual(s["test"], "boot")
         self.assertEqual(s["title"], "WARNING: at kernel/foo.c:12 foo")
@@ -59,10 +74,15 @@ class FindSplats(unittest.TestCase):
 
 class Normalise(unittest.TestCase):
     def test_normalise(self):
-        self.assertEqual(splats.normalise("WARNING: mm/memremap.c:158 at memremap_pages+0x1c8/0x4f0, "
-                                          "CPU#1: hmm-tests/481"), MEMREMAP)
-        self.assertEqual(splats.normalise("WARNING: CPU: 1 PID: 481 at mm/x.c:1 f+0x1/0x2"),
-                         "WARNING: at mm/x.c:1 f")
+        self.assertEqual(
+            splats.normalise(
+                "WARNING: mm/memremap.c:158 at memremap_pages+0x1c8/0x4f0, CPU#1: hmm-tests/481"
+            ),
+            MEMREMAP,
+        )
+        self.assertEqual(
+            splats.normalise("WARNING: CPU: 1 PID: 481 at mm/x.c:1 f+0x1/0x2"), "WARNING: at mm/x.c:1 f"
+        )
 
     def test_strip_ts(self):
         self.assertEqual(splats.strip_ts("[   25.347181] Conflicting mapping\r\n"), "Conflicting mapping")
@@ -91,8 +111,11 @@ class Known(unittest.TestCase):
 
     def test_a_case_glob_matches_either_suite(self):
         known = splats.load_known_splats(fixture("known-splats.tsv"))
-        s = {"title": MEMREMAP, "message": "Conflicting mapping in same section",
-             "test": "dmirror:hmm2.hmm2_device_coherent.snapshot"}
+        s = {
+            "title": MEMREMAP,
+            "message": "Conflicting mapping in same section",
+            "test": "dmirror:hmm2.hmm2_device_coherent.snapshot",
+        }
         splats.classify_splats([s], known)
         self.assertEqual(s["known"], "coherent devices have one chunk")
 
@@ -106,22 +129,35 @@ class Known(unittest.TestCase):
 
 class Cells(unittest.TestCase):
     def test_cells_group_and_count(self):
-        found = splats.classify_splats(splats.find_splats(read("kernel-warn.log").splitlines()),
-                                       splats.load_known_splats(fixture("known-splats.tsv")))
+        found = splats.classify_splats(
+            splats.find_splats(read("kernel-warn.log").splitlines()),
+            splats.load_known_splats(fixture("known-splats.tsv")),
+        )
         grouped = splats.by_test(found)
-        self.assertEqual(splats.splat_cell(grouped, "kselftest", "hmm.hmm_device_coherent.migrate_partial_unmap_fault"),
-                         MEMREMAP + ": Conflicting mapping in same section [known] x3")
-        self.assertEqual(splats.splat_cell(grouped, "dmirror", "hmm.hmm_device_coherent.anon_write_child"), "-")
+        self.assertEqual(
+            splats.splat_cell(grouped, "kselftest", "hmm.hmm_device_coherent.migrate_partial_unmap_fault"),
+            MEMREMAP + ": Conflicting mapping in same section [known] x3",
+        )
+        self.assertEqual(
+            splats.splat_cell(grouped, "dmirror", "hmm.hmm_device_coherent.anon_write_child"), "-"
+        )
         found[0]["known"] = None
-        self.assertTrue(splats.splat_cell(splats.by_test(found), "kselftest",
-                                          "hmm.hmm_device_coherent.anon_write_child").endswith(" [NEW] x1"))
+        self.assertTrue(
+            splats.splat_cell(
+                splats.by_test(found), "kselftest", "hmm.hmm_device_coherent.anon_write_child"
+            ).endswith(" [NEW] x1")
+        )
 
     def test_summary_and_splats_txt(self):
-        found = splats.classify_splats(splats.find_splats(read("kernel-warn.log").splitlines()),
-                                       splats.load_known_splats(fixture("known-splats.tsv")))
+        found = splats.classify_splats(
+            splats.find_splats(read("kernel-warn.log").splitlines()),
+            splats.load_known_splats(fixture("known-splats.tsv")),
+        )
         lines = splats.summary_lines(found)
         self.assertEqual(len(lines), 3)
-        self.assertTrue(lines[1].startswith("  known x3   kselftest:hmm.hmm_device_coherent.migrate_partial_unmap"))
+        self.assertTrue(
+            lines[1].startswith("  known x3   kselftest:hmm.hmm_device_coherent.migrate_partial_unmap")
+        )
         txt = splats.splats_txt(found)
         self.assertEqual(txt.count("### kernel.log line "), 5)
         self.assertIn("known: coherent devices have one chunk", txt)
