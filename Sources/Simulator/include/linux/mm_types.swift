@@ -68,3 +68,35 @@ final class VMArea: @unchecked Sendable {
 
 /// struct anon_vma, reduced to its identity (what is_mergeable_anon_vma() compares).
 final class AnonVMA: Sendable {}
+
+/// struct mm_struct: one simulated address space.
+///
+/// Locking follows the kernel: `mmapLock` (mmap_lock, a real rw semaphore)
+/// protects the VMA list; `ptl` (the page table lock) protects `pageTable`.
+/// `@unchecked Sendable` because of exactly that discipline.
+final class MMStruct: @unchecked Sendable {
+    let kernel: SimKernel
+    let mmapLock = RWSemaphore()
+    let ptl = SimMutex()
+    /// The VMAs, sorted by address (the maple tree).
+    var vmas: [VMArea] = []
+    var pageTable: PageTable
+    let notifierSubscriptions = MMUNotifierSubscriptions()
+    /// mm_users (mmget_not_zero() succeeds while it is above 0), under `usersLock`.
+    let usersLock = SimMutex()
+    var users = 1
+    /// mmap_base: top-down allocation starts below it.
+    let mmapBase: UInt64 = 0x7fff_f7e0_0000
+    let mmapMin: UInt64 = 0x10000
+
+    var pageSize: Int { kernel.configuration.pageSize }
+    var pageShift: Int { kernel.pageShift }
+    var pmdSize: Int { kernel.configuration.pmdSize }
+    /// HPAGE_PMD_ORDER.
+    var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
+
+    init(kernel: SimKernel) {
+        self.kernel = kernel
+        pageTable = PageTable(pageShift: kernel.pageShift, pmdShift: kernel.pmdShift)
+    }
+}

@@ -41,123 +41,86 @@ extension MMStruct {
     /// holds mmap_lock for read and has checked the VMA's access rights.
     func handleMMFault(_ vma: VMArea, _ addr: UInt64, _ flags: FaultFlags) -> VMFault {
         let write = flags.contains(.write)
-        let pageMask = ~UInt64(pageSize - 1)
-        let address = addr & pageMask
+        let address = addr & ~UInt64(pageSize - 1)
         let haddr = addr & ~UInt64(pmdSize - 1)
         if vma.isAnonymous || (vma.file != nil && !vma.isShared) {
             // anon_vma_prepare()
             ptl.withLock { if vma.anonVMA == nil { vma.anonVMA = AnonVMA() } }
         }
         while true {
+            // __handle_mm_fault(): the PMD level first.
             ptl.lock()
-            let pmd = pageTable.pmd(address)
-            switch pmd {
+            switch pageTable.pmd(address) {
             case nil:
                 if vma.isHugetlb {
                     ptl.unlock()
                     return hugetlbFault(vma, address, write: write)
                 }
-                if thpAllowed(vma, haddr) {
-                    // do_huge_pmd_anonymous_page()
-                    if !write {
-                        pageTable.setPMD(haddr, .huge(kernel.hugeZeroFolio, writable: false))
-                    } else {
-                        let folio = kernel.allocFolio(.anon, order: pmdOrder)
-                        pageTable.setPMD(haddr, .huge(folio, writable: vma.flags.contains(.write)))
-                    }
-                    ptl.unlock()
-                    return .done
-                }
+                if thpAllowed(vma, haddr) { return doHugePMDAnonymousPage(vma, haddr, write: write) }
             case .huge(let folio, let writable)?:
-                if !write || writable {
-                    ptl.unlock()
-                    return .done
-                }
                 ptl.unlock()
-                // do_huge_pmd_wp_page()
-                if folio.kind == .hugeZero {
-                    let replaced = withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) { () -> Bool in
-                        ptl.withLock {
-                            guard case .huge(let f, _)? = pageTable.pmd(haddr), f === folio else { return false }
-                            pageTable.setPMD(haddr, .huge(kernel.allocFolio(.anon, order: pmdOrder), writable: true))
-                            return true
-                        }
-                    }
-                    if replaced { return .done }
-                    continue
-                }
-                if folio.kind == .anon && folio.mapcount.load(ordering: .relaxed) == 1 {
-                    ptl.withLock {
-                        if case .huge(let f, _)? = pageTable.pmd(haddr), f === folio {
-                            pageTable.setPMD(haddr, .huge(folio, writable: true))
-                        }
-                    }
-                    return .done
-                }
-                splitHugePMDAddressForce(haddr)
+                if !write || writable { return .done }
+                if doHugePMDWpPage(vma, haddr, folio) { return .done }
                 continue
             case .hugetlb(let folio, let writable)?:
-                if write && !writable {
-                    pageTable.setPMD(haddr, .hugetlb(folio, writable: true))
-                }
+                if write && !writable { pageTable.setPMD(haddr, .hugetlb(folio, writable: true)) }
                 ptl.unlock()
                 return .done
             case .devicePrivate(let folio, _)?:
                 ptl.unlock()
                 // do_huge_pmd_device_private(): migrate_to_ram with vmf->pte == NULL.
-                let result = folio.pgmap!.mdevice.devmemFault(mm: self, vma: vma, address: address,
-                                                               page: PageRef(folio, Int((address - haddr) >> UInt64(pageShift))),
-                                                               ptMapped: false)
+                let page = PageRef(folio, Int((address - haddr) >> UInt64(pageShift)))
+                let result = folio.pgmap!.ops.migrateToRam(mm: self, vma: vma, address: address, page: page, ptMapped: false)
                 if case .done = result { continue }
                 return result
             case .migration?:
                 ptl.unlock()
-                simYield()
+                migrationEntryWait()
                 continue
             case .table?:
                 break
             }
 
-            // PTE level.
+            // handle_pte_fault(), with the page table lock held.
             let pte = pageTable.pte(address)
             switch pte {
             case .none:
                 return doPteMissing(vma, address, flags)  // releases ptl
             case .present(let page, let writable):
-                if !write || writable {
-                    ptl.unlock()
-                    return .done
-                }
                 ptl.unlock()
+                if !write || writable { return .done }
                 if doWpPage(vma, address, page) { return .done }
                 continue
-            case .devicePrivate(let page, _):
+            case .devicePrivate, .deviceExclusive, .migration:
                 ptl.unlock()
-                // do_swap_page() → pgmap->ops->migrate_to_ram()
-                let result = page.folio.pgmap!.mdevice.devmemFault(mm: self, vma: vma, address: address,
-                                                                    page: page, ptMapped: true)
-                if case .done = result { continue }
-                return result
-            case .deviceExclusive(let page, _):
-                ptl.unlock()
-                removeDeviceExclusiveEntry(vma, address, page)
-                continue
-            case .migration:
-                ptl.unlock()
-                simYield()
+                if let result = doSwapPage(vma, address, pte) { return result }
                 continue
             }
         }
     }
 
-    var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
-
-    /// Splits the huge PMD at `haddr` with its invalidation.
-    func splitHugePMDAddressForce(_ haddr: UInt64) {
-        withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) {
-            ptl.withLock { splitHugePMDLocked(haddr) }
+    /// do_swap_page() for the non-present entries the simulator has: a device-private
+    /// page goes home through its pagemap's migrate_to_ram(), a device-exclusive entry
+    /// is restored, a migration entry is waited on. Nil: the fault is to be retried.
+    private func doSwapPage(_ vma: VMArea, _ address: UInt64, _ entry: PTE) -> VMFault? {
+        switch entry {
+        case .devicePrivate(let page, _):
+            let result = page.folio.pgmap!.ops.migrateToRam(mm: self, vma: vma, address: address, page: page, ptMapped: true)
+            if case .done = result { return nil }
+            return result
+        case .deviceExclusive(let page, _):
+            removeDeviceExclusiveEntry(vma, address, page)
+            return nil
+        case .migration:
+            migrationEntryWait()
+            return nil
+        case .none, .present:
+            return nil
         }
     }
+
+    /// migration_entry_wait(): another task is migrating the page; let it finish.
+    func migrationEntryWait() { simYield() }
 
     /// do_pte_missing(): do_anonymous_page() or do_fault(). Called with `ptl` held; releases it.
     private func doPteMissing(_ vma: VMArea, _ address: UInt64, _ flags: FaultFlags) -> VMFault {
@@ -246,5 +209,50 @@ extension MMStruct {
             }
         }
         return .done
+    }
+
+    /// zap_page_range(): clears every entry in [start, end). Caller holds `ptl`.
+    func zapPageRangeLocked(_ start: UInt64, _ end: UInt64) {
+        let pmdSize = UInt64(self.pmdSize)
+        var addr = start
+        while addr < end {
+            let pmdStart = addr & ~(pmdSize - 1)
+            let pmdEnd = pmdStart + pmdSize
+            let stop = min(end, pmdEnd)
+            if let entry = pageTable.pmd(addr) {
+                if case .table(let table) = entry {
+                    if addr == pmdStart && stop == pmdEnd {
+                        pageTable.setPMD(addr, nil)
+                    } else {
+                        var a = addr
+                        while a < stop {
+                            let i = pageTable.pteIndex(a)
+                            let old = table.entries[i]
+                            table.entries[i] = .none
+                            old.page?.folio.put()
+                            a += UInt64(pageSize)
+                        }
+                    }
+                } else if addr == pmdStart && stop == pmdEnd {
+                    pageTable.setPMD(addr, nil)
+                } else {
+                    splitHugePMDLocked(pmdStart)
+                    continue
+                }
+            }
+            addr = stop
+        }
+    }
+
+    /// copy_highpage().
+    @inline(__always)
+    func copyPage(to dst: PageRef, from src: PageRef) {
+        dst.address(pageSize: pageSize).copyMemory(from: src.address(pageSize: pageSize), byteCount: pageSize)
+    }
+
+    /// clear_highpage().
+    @inline(__always)
+    func clearPage(_ page: PageRef) {
+        page.address(pageSize: pageSize).initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
     }
 }

@@ -1,23 +1,19 @@
 import ABI
 
-/// enum of dmirror_device.zone_device_type (HMM_DMIRROR_MEMORY_DEVICE_*).
-enum ZoneDeviceType: Sendable {
-    case devicePrivate
-    case deviceCoherent
-}
+// lib/test_hmm.c: the device memory of a dmirror device. Chunks of 256 MiB
+// of ZONE_DEVICE pages (fresh regions for a private device, the one fixed SPM
+// range for a coherent one), their free lists, allocation and free, and
+// eviction of a whole chunk back to system memory.
 
 /// struct dmirror_chunk: one 256 MiB dev_pagemap (DEVMEM_CHUNK_SIZE).
-final class DmirrorChunk: @unchecked Sendable {
+final class DmirrorChunk: DevPagemap, @unchecked Sendable {
     unowned let mdevice: DmirrorDevice
-    let pfnFirst: UInt64
-    let pfnLast: UInt64
     /// devmem->remove: set while the chunk is being torn down (RELEASE).
     var remove = false
 
     init(mdevice: DmirrorDevice, pfnFirst: UInt64, pfnLast: UInt64) {
         self.mdevice = mdevice
-        self.pfnFirst = pfnFirst
-        self.pfnLast = pfnLast
+        super.init(type: mdevice.zoneDeviceType, pfnFirst: pfnFirst, pfnLast: pfnLast, owner: mdevice, ops: mdevice)
     }
 }
 
@@ -78,10 +74,10 @@ struct DevmemFreeList {
 ///
 /// `@unchecked Sendable`: `devmemLock` protects `chunks`; `lock` (the
 /// driver's spinlock) protects the free lists and counters.
-final class DmirrorDevice: @unchecked Sendable {
+final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
     unowned let kernel: SimKernel
     let minor: Int
-    let zoneDeviceType: ZoneDeviceType
+    let zoneDeviceType: MemoryType
     let devmemLock = SimMutex()
     let lock = SimMutex()
     var chunks: [DmirrorChunk] = []
@@ -96,7 +92,7 @@ final class DmirrorDevice: @unchecked Sendable {
 
     static let chunkSize = 256 << 20  // DEVMEM_CHUNK_SIZE
 
-    init(kernel: SimKernel, minor: Int, type: ZoneDeviceType) {
+    init(kernel: SimKernel, minor: Int, type: MemoryType) {
         self.kernel = kernel
         self.minor = minor
         self.zoneDeviceType = type
@@ -190,9 +186,9 @@ final class DmirrorDevice: @unchecked Sendable {
     /// dev_pagemap_ops.folio_free (dmirror_devmem_free): the last mapping is
     /// gone; the backing page is freed and the device page returns to the
     /// free lists unless its chunk is being removed.
-    func devmemFree(_ folio: Folio) {
+    func folioFree(_ folio: Folio) {
         folio.zoneDeviceData = nil
-        guard let chunk = folio.pgmap else { return }
+        guard let chunk = folio.pgmap as? DmirrorChunk else { return }
         lock.lock()
         defer { lock.unlock() }
         if !chunk.remove {
@@ -205,80 +201,10 @@ final class DmirrorDevice: @unchecked Sendable {
         }
     }
 
-    /// A destination page that was allocated but never mapped.
-    func freeUnmapped(_ folio: Folio) { devmemFree(folio) }
-
-    /// dmirror_devmem_fault(): dev_pagemap_ops.migrate_to_ram. The CPU touched
-    /// a device-private page; migrate it (order 0 when PTE-mapped) back to RAM.
-    func devmemFault(mm: MMStruct, vma: VMArea, address: UInt64, page: PageRef, ptMapped: Bool) -> VMFault {
-        let dmirror = backingFolio(page.folio).mirror
-        let order = ptMapped ? 0 : page.folio.order
-        let span = UInt64(pageSize << order)
-        let start = address & ~(span - 1)
-        var flags = select
-        if order > 0 { flags.insert(.compound) }
-        let args = MigrateVMA(mm: mm, vma: vma, start: start, end: start + span, pgmapOwner: self,
-                              flags: flags, faultPage: page)
-        if mm.migrateVMASetup(args) != nil { return .sigbus }
-        if !devmemFaultAllocAndCopy(args, dmirror) {
-            mm.migrateVMAFinalize(args)
-            return .oom
-        }
-        mm.migrateVMAPages(args)
-        mm.migrateVMAFinalize(args)
-        return .done
-    }
-
-    /// dmirror_devmem_fault_alloc_and_copy(): system pages for each selected
-    /// device page; FAIL_ALLOC (or a failed large allocation) falls back to
-    /// order 0, and on an order-0 page it is VM_FAULT_OOM (returns false).
-    /// The mirror's `pt` entries are erased as pages are copied.
-    func devmemFaultAllocAndCopy(_ args: MigrateVMA, _ dmirror: Dmirror?) -> Bool {
-        let mm = args.mm
-        var i = 0
-        while i < args.npages {
-            let s = args.src[i]
-            guard let spage = s.page, s.flags.contains(.migrate), spage.folio.isZoneDevice else {
-                i += 1
-                continue
-            }
-            let order = s.flags.contains(.compound) ? spage.folio.order : 0
-            var dflags: MigratePfnFlags = order > 0 ? [.compound] : []
-            if s.flags.contains(.write) { dflags.insert(.write) }
-            var dfolio: Folio?
-            if dmirror?.consumeFailAlloc() == true {
-                dflags.remove(.compound)
-                dfolio = nil
-            } else {
-                dfolio = kernel.allocFolio(.anon, order: order, zeroed: false)
-            }
-            if dfolio == nil && order == 0 { return false }
-            if let dfolio {
-                args.dst[i] = MigratePfn(page: PageRef(dfolio, 0), flags: dflags.union(.valid))
-                let bytes = pageSize << order
-                dfolio.address(page: 0, pageSize: pageSize)
-                    .copyMemory(from: spage.address(pageSize: pageSize), byteCount: bytes)
-                dmirror?.erase(args.address(i), pages: 1 << order)
-            } else {
-                // Try with smaller pages if the large allocation failed.
-                for j in 0..<(1 << order) where i + j < args.npages {
-                    let small = kernel.allocFolio(.anon, order: 0, zeroed: false)
-                    args.dst[i + j] = MigratePfn(page: PageRef(small, 0), flags: [.valid])
-                    mm.copyPage(to: PageRef(small, 0), from: PageRef(spage.folio, spage.index + j))
-                    dmirror?.erase(args.address(i + j), pages: 1)
-                }
-            }
-            i += 1 << order
-        }
-        return true
-    }
-
     /// dmirror_device_evict_chunk(): migrate_device_range() over the chunk —
     /// every page of it, in every process, goes back to system memory.
     func evictChunk(_ chunk: DmirrorChunk) {
-        for mm in kernel.liveMMs() {
-            mm.evictDevicePages(of: chunk)
-        }
+        kernel.migrateDeviceRange(chunk)
     }
 
     /// dmirror_device_remove_chunks() (HMM_DMIRROR_RELEASE).
@@ -298,58 +224,6 @@ final class DmirrorDevice: @unchecked Sendable {
         lock.withLock {
             freePages.removeAll()
             freeFolios.removeAll()
-        }
-    }
-}
-
-extension MMStruct {
-    /// The part of migrate_device_range()/migrate_device_pages()/finalize that
-    /// concerns this mm: each entry mapping a page of `chunk` is replaced by a
-    /// copy in a new system page (a THP for a PMD-mapped device folio).
-    func evictDevicePages(of chunk: DmirrorChunk) {
-        struct Victim { let addr: UInt64; let pmdLevel: Bool; let page: PageRef; let writable: Bool }
-        var victims: [Victim] = []
-        ptl.withLock {
-            for (index, entry) in pageTable.pmds {
-                let base = index << UInt64(kernel.pmdShift)
-                switch entry {
-                case .devicePrivate(let f, let w) where f.pgmap === chunk:
-                    victims.append(Victim(addr: base, pmdLevel: true, page: PageRef(f, 0), writable: w))
-                case .huge(let f, let w) where f.pgmap === chunk:
-                    victims.append(Victim(addr: base, pmdLevel: true, page: PageRef(f, 0), writable: w))
-                case .table(let t):
-                    for (i, pte) in t.entries.enumerated() {
-                        switch pte {
-                        case .devicePrivate(let p, let w) where p.folio.pgmap === chunk,
-                             .present(let p, let w) where p.folio.pgmap === chunk:
-                            victims.append(Victim(addr: base + UInt64(i << kernel.pageShift), pmdLevel: false,
-                                                  page: p, writable: w))
-                        default: break
-                        }
-                    }
-                default: break
-                }
-            }
-        }
-        guard !victims.isEmpty else { return }
-        victims.sort { $0.addr < $1.addr }
-        for v in victims {
-            let span = UInt64(v.pmdLevel ? pmdSize : pageSize)
-            withInvalidation(.clear, v.addr, v.addr + span) {
-                let order = v.pmdLevel ? pmdOrder : 0
-                let folio = kernel.allocFolio(.anon, order: order, zeroed: false)
-                folio.address(page: 0, pageSize: pageSize)
-                    .copyMemory(from: v.page.address(pageSize: pageSize), byteCount: pageSize << order)
-                ptl.withLock {
-                    if v.pmdLevel {
-                        guard let cur = pageTable.pmd(v.addr), cur.folio === v.page.folio else { return }
-                        pageTable.setPMD(v.addr, .huge(folio, writable: v.writable))
-                    } else {
-                        guard let cur = pageTable.pte(v.addr).page, cur === v.page else { return }
-                        pageTable.setPTE(v.addr, .present(PageRef(folio, 0), writable: v.writable))
-                    }
-                }
-            }
         }
     }
 }

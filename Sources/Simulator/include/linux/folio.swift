@@ -58,18 +58,18 @@ final class Folio: @unchecked Sendable {
     let storage: PageStorage?
     /// folio_mapcount(): page table entries (PTE or PMD) that map this folio, in any mm.
     let mapcount = Atomic<Int>(0)
-    /// page_pgmap(): the chunk a ZONE_DEVICE folio belongs to.
-    let pgmap: DmirrorChunk?
+    /// page_pgmap(): the dev_pagemap a ZONE_DEVICE folio belongs to.
+    let pgmap: DevPagemap?
     /// page->zone_device_data of a device-private page: the backing system folio (rpage).
     var zoneDeviceData: Folio?
-    /// rpage->zone_device_data (or the coherent page's own): the dmirror that migrated it.
-    weak var mirror: Dmirror?
+    /// rpage->zone_device_data (or a coherent page's own): the driver's pointer (test_hmm: the dmirror that migrated it).
+    weak var driverData: AnyObject?
     /// folio->mapping for page cache folios.
     weak var mapping: ShmemInode?
     /// The hugetlb pool a hugetlb folio returns to.
     weak var hugetlbPool: HugetlbPool?
 
-    init(kind: Kind, order: Int, pageSize: Int, pfn: UInt64 = 0, pgmap: DmirrorChunk? = nil, zeroed: Bool = true) {
+    init(kind: Kind, order: Int, pageSize: Int, pfn: UInt64 = 0, pgmap: DevPagemap? = nil, zeroed: Bool = true) {
         self.kind = kind
         self.order = order
         self.pfn = pfn
@@ -106,7 +106,7 @@ final class Folio: @unchecked Sendable {
     /// away is freed through its pagemap (dev_pagemap_ops.folio_free).
     @inline(__always) func put() {
         let old = mapcount.wrappingSubtract(1, ordering: .acquiringAndReleasing).oldValue
-        if old == 1, let pgmap { pgmap.mdevice.devmemFree(self) }
+        if old == 1, let pgmap { pgmap.ops.folioFree(self) }
     }
 }
 

@@ -146,7 +146,7 @@ extension MMStruct {
                     fill(addr, segEnd, [])
                 case .devicePrivate(let folio, let writable)?:
                     ptl.unlock()
-                    if folio.pgmap?.mdevice === range.devPrivateOwner {
+                    if folio.pgmap?.owner === range.devPrivateOwner {
                         let cpu: HMMPfnFlags = writable ? [.valid, .write] : [.valid]
                         var a = addr
                         while a < segEnd {
@@ -179,7 +179,7 @@ extension MMStruct {
                         case .none:
                             if let w = needFault(range, []) { result = .fault(a, segEnd, write: w) }
                         case .devicePrivate(let page, let writable):
-                            if page.folio.pgmap?.mdevice === range.devPrivateOwner {
+                            if page.folio.pgmap?.owner === range.devPrivateOwner {
                                 out = HMMPfn(page: page, flags: writable ? [.valid, .write] : [.valid])
                             } else if let w = needFault(range, []) {
                                 result = .fault(a, segEnd, write: w)
@@ -207,5 +207,30 @@ extension MMStruct {
             }
         }
         return .done
+    }
+}
+
+extension MMStruct {
+    /// hmm_range_fault_unlocked_timeout(): takes mmap_lock itself and lets a
+    /// fault drop it (userfaultfd), refreshing the notifier sequence and
+    /// walking again until the range is stable. A non-zero timeout bounds the
+    /// retries after invalidations (-EBUSY once it is spent); a fault that
+    /// dropped the lock made progress and restarts the budget. 0 retries forever.
+    func hmmRangeFaultUnlockedTimeout(_ range: HMMRange, timeoutMilliseconds timeout: Int) -> Errno? {
+        var deadline = 0
+        var locked = false
+        while true {
+            if timeout != 0 && !locked { deadline = monotonicMilliseconds() + timeout }
+            range.notifierSeq = range.notifier.readBegin()
+            mmapLock.readLock()
+            if timeout != 0 && monotonicMilliseconds() > deadline {
+                mmapLock.readUnlock()
+                return .EBUSY
+            }
+            locked = true
+            let ret = hmmRangeFault(range, locked: &locked)
+            if locked { mmapLock.readUnlock() }
+            if ret != .EBUSY { return ret }
+        }
     }
 }

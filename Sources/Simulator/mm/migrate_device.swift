@@ -142,7 +142,7 @@ extension MMStruct {
                     splitHugePMDLocked(pmdStart)
                 }
             case .devicePrivate(let folio, let writable)?:
-                guard args.flags.contains(.devicePrivate), folio.pgmap?.mdevice === args.pgmapOwner else {
+                guard args.flags.contains(.devicePrivate), folio.pgmap?.owner === args.pgmapOwner else {
                     addr = segEnd
                     continue
                 }
@@ -171,7 +171,7 @@ extension MMStruct {
                         args.cpages += 1
                     }
                 case .devicePrivate(let page, let writable):
-                    if args.flags.contains(.devicePrivate), page.folio.pgmap?.mdevice === args.pgmapOwner {
+                    if args.flags.contains(.devicePrivate), page.folio.pgmap?.owner === args.pgmapOwner {
                         args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
                         args.cpages += 1
                         args.saved[i] = .pte(pte)
@@ -185,7 +185,7 @@ extension MMStruct {
                             args.cpages += 1
                         }
                     } else if folio.kind == .deviceCoherent {
-                        if args.flags.contains(.deviceCoherent), folio.pgmap?.mdevice === args.pgmapOwner {
+                        if args.flags.contains(.deviceCoherent), folio.pgmap?.owner === args.pgmapOwner {
                             args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
                             args.cpages += 1
                             args.saved[i] = .pte(pte)
@@ -312,7 +312,7 @@ extension MMStruct {
             }
         }
         for folio in unused where folio.mapcount.load(ordering: .relaxed) == 0 {
-            folio.pgmap?.mdevice.freeUnmapped(folio)
+            folio.pgmap?.ops.folioFree(folio)
         }
     }
 
@@ -325,6 +325,67 @@ extension MMStruct {
         switch saved {
         case .pte(let pte): pageTable.setPTE(addr, pte)
         case .pmd(let pmd): pageTable.setPMD(addr, pmd)
+        }
+    }
+}
+
+extension SimKernel {
+    /// migrate_device_range(): every page of `pgmap`, wherever it is mapped, is
+    /// migrated to a new system page. There is no reverse map: every live mm is
+    /// searched (the kernel finds the mappings through rmap; the outcome is the same).
+    func migrateDeviceRange(_ pgmap: DevPagemap) {
+        for mm in liveMMs() { mm.evictDevicePages(of: pgmap) }
+    }
+}
+
+extension MMStruct {
+    /// The part of migrate_device_range()/migrate_device_pages()/finalize that
+    /// concerns this mm: each entry mapping a page of `chunk` is replaced by a
+    /// copy in a new system page (a THP for a PMD-mapped device folio).
+    func evictDevicePages(of chunk: DevPagemap) {
+        struct Victim { let addr: UInt64; let pmdLevel: Bool; let page: PageRef; let writable: Bool }
+        var victims: [Victim] = []
+        ptl.withLock {
+            for (index, entry) in pageTable.pmds {
+                let base = index << UInt64(kernel.pmdShift)
+                switch entry {
+                case .devicePrivate(let f, let w) where f.pgmap === chunk:
+                    victims.append(Victim(addr: base, pmdLevel: true, page: PageRef(f, 0), writable: w))
+                case .huge(let f, let w) where f.pgmap === chunk:
+                    victims.append(Victim(addr: base, pmdLevel: true, page: PageRef(f, 0), writable: w))
+                case .table(let t):
+                    for (i, pte) in t.entries.enumerated() {
+                        switch pte {
+                        case .devicePrivate(let p, let w) where p.folio.pgmap === chunk,
+                             .present(let p, let w) where p.folio.pgmap === chunk:
+                            victims.append(Victim(addr: base + UInt64(i << kernel.pageShift), pmdLevel: false,
+                                                  page: p, writable: w))
+                        default: break
+                        }
+                    }
+                default: break
+                }
+            }
+        }
+        guard !victims.isEmpty else { return }
+        victims.sort { $0.addr < $1.addr }
+        for v in victims {
+            let span = UInt64(v.pmdLevel ? pmdSize : pageSize)
+            withInvalidation(.clear, v.addr, v.addr + span) {
+                let order = v.pmdLevel ? pmdOrder : 0
+                let folio = kernel.allocFolio(.anon, order: order, zeroed: false)
+                folio.address(page: 0, pageSize: pageSize)
+                    .copyMemory(from: v.page.address(pageSize: pageSize), byteCount: pageSize << order)
+                ptl.withLock {
+                    if v.pmdLevel {
+                        guard let cur = pageTable.pmd(v.addr), cur.folio === v.page.folio else { return }
+                        pageTable.setPMD(v.addr, .huge(folio, writable: v.writable))
+                    } else {
+                        guard let cur = pageTable.pte(v.addr).page, cur === v.page else { return }
+                        pageTable.setPTE(v.addr, .present(PageRef(folio, 0), writable: v.writable))
+                    }
+                }
+            }
         }
     }
 }

@@ -1,4 +1,27 @@
+import ABI
+
+// kernel/fork.c: mm_users (mmget_not_zero, mmput) and dup_mmap().
+
 extension MMStruct {
+    /// mmget_not_zero().
+    func mmgetNotZero() -> Bool {
+        usersLock.withLock {
+            guard users > 0 else { return false }
+            users += 1
+            return true
+        }
+    }
+
+    /// mmput().
+    func mmput() {
+        let last = usersLock.withLock { () -> Bool in
+            users -= 1
+            return users == 0
+        }
+        if last { exitMmap() }
+    }
+
+
     /// dup_mmap(): the child's address space. Private writable mappings are
     /// copy-on-write (both sides write-protected), device-private entries are
     /// copied read-only, device-exclusive entries are restored first, shared

@@ -1,0 +1,241 @@
+import ABI
+import MachineInterface
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A simulated process: the `Machine` protocol on top of an `MMStruct`.
+/// System calls take mmap_lock as the kernel does; CPU loads and stores walk
+/// the pages in order and call handle_mm_fault() where the TLB would miss.
+///
+/// `@unchecked Sendable`: the open-file list is protected by `lock`; the mm
+/// has its own locks.
+final class SimProcess: Machine, @unchecked Sendable {
+    let kernel: SimKernel
+    let mm: MMStruct
+    let pid: Int32
+    let isChild: Bool
+    private let lock = SimMutex()
+    private var openMirrors: [Dmirror] = []
+
+    init(kernel: SimKernel, mm: MMStruct, pid: Int32, isChild: Bool) {
+        self.kernel = kernel
+        self.mm = mm
+        self.pid = pid
+        self.isChild = isChild
+    }
+
+    var pageSize: Int { kernel.configuration.pageSize }
+    var pmdPageSize: Int { kernel.configuration.pmdSize }
+    var defaultHugePageSize: Int { kernel.configuration.hugetlbPageSize }
+    func freeHugePages() -> Int { kernel.hugetlbPool.freePages }
+    @discardableResult func reserveHugePages(_ count: Int) -> Bool { kernel.hugetlbPool.reserve(count) }
+
+
+    // MARK: mmap
+
+    func mmap(address: UInt64?, length: Int, protection: Protection, flags: MapFlags,
+              source: MappingSource, offset: Int) throws(Errno) -> UInt64 {
+        let backing: MapBacking
+        switch source {
+        case .anonymous: backing = .anonymous
+        case .file(let file):
+            guard let file = file as? SimFile else { throw .EBADF }
+            backing = .file(file.inode)
+        case .device(let device):
+            guard let dmirror = device.file as? Dmirror else { throw .EBADF }
+            backing = .device(dmirror)
+        }
+        return try mm.sysMmap(address: address, length: length, protection: protection, flags: flags,
+                              backing: backing, offset: offset)
+    }
+
+    func munmap(_ address: UInt64, length: Int) throws(Errno) { try mm.sysMunmap(address, length: length) }
+
+    func mprotect(_ address: UInt64, length: Int, protection: Protection) throws(Errno) {
+        try mm.sysMprotect(address, length: length, protection: protection)
+    }
+
+    func madvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
+        try mm.sysMadvise(address, length: length, advice: advice)
+    }
+
+    func mremap(_ address: UInt64, oldSize: Int, newSize: Int, flags: RemapFlags,
+                newAddress: UInt64?) throws(Errno) -> UInt64 {
+        try mm.sysMremap(address, oldSize: oldSize, newSize: newSize, flags: flags, newAddress: newAddress)
+    }
+
+    // MARK: CPU access
+
+    func load(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        if let signal = mm.userAccess(address, buffer.count, write: false, { offset, page, n in
+            (base + offset).copyMemory(from: page, byteCount: n)
+        }) {
+            fatalSignal(signal)
+        }
+    }
+
+    func store(_ address: UInt64, from buffer: UnsafeRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        if let signal = mm.userAccess(address, buffer.count, write: true, { offset, page, n in
+            page.copyMemory(from: base + offset, byteCount: n)
+        }) {
+            fatalSignal(signal)
+        }
+    }
+
+    /// The kernel answers the access with a fatal signal.
+    private func fatalSignal(_ signal: Signal) -> Never {
+        if isChild, let child = SimChild.current {
+            child.terminate(by: signal)
+        }
+        Glibc.signal(signal.rawValue, SIG_DFL)
+        raise(signal.rawValue)
+        abort()
+    }
+
+    // MARK: Files and devices
+
+    func createTemporaryFile(size: Int) throws(Errno) -> any MachineFile {
+        guard size >= 0 else { throw .EINVAL }
+        return SimFile(inode: ShmemInode(size: size, pageSize: pageSize))
+    }
+
+    func openMirror(unit: Int) throws(Errno) -> MirrorDevice {
+        guard unit >= 0, unit < kernel.devices.count, let mdevice = kernel.devices[unit] else { throw .ENOENT }
+        let dmirror = Dmirror(mdevice: mdevice, process: self)
+        lock.withLock { openMirrors.append(dmirror) }
+        return MirrorDevice(file: dmirror, abi: kernel.configuration.abi)
+    }
+
+    func forget(_ dmirror: Dmirror) {
+        lock.withLock { openMirrors.removeAll { $0 === dmirror } }
+    }
+
+    func pagemapEntry(_ address: UInt64) throws(Errno) -> UInt64 {
+        mm.mmapLock.readLock()
+        defer { mm.mmapLock.readUnlock() }
+        return mm.pagemapEntry(address)
+    }
+
+    func openGupTest() throws(Errno) -> any GupTestFile {
+        guard kernel.configuration.gupTestAvailable else { throw .ENOENT }
+        return SimGupTestFile(process: self)
+    }
+
+    func userfaultfd() throws(Errno) -> any UserfaultFile {
+        guard kernel.configuration.userfaultfdAvailable else { throw .ENOSYS }
+        return SimUserfaultFile(process: self)
+    }
+
+    func eventfd() throws(Errno) -> any EventFile { SimEventFile() }
+
+    // MARK: Threads and time
+
+    func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) -> any MachineThread {
+        try SimThread(body)
+    }
+
+    func sleep(nanoseconds: UInt64) { hostSleep(nanoseconds: nanoseconds) }
+
+    func random() -> UInt32 { kernel.random() }
+
+    // MARK: Processes
+
+    func fork(_ child: @escaping (any Machine) throws -> Int32) throws(Errno) -> any ChildProcess {
+        mm.mmapLock.writeLock()
+        let childMM = mm.dupMmap()
+        mm.mmapLock.writeUnlock()
+        let process = kernel.makeProcess(mm: childMM, isChild: true)
+        return SimChild(process: process, body: child)
+    }
+
+    /// do_exit(): files are released, then the mm.
+    func exit() {
+        let files = lock.withLock { openMirrors }
+        for f in files { try? f.close() }
+        mm.mmput()
+    }
+}
+
+/// A forked simulated child. It is not a real process: its body runs, on its
+/// own host thread, when the parent waits for it; a kill before that means it
+/// never runs. `@unchecked Sendable`: state under `lock`.
+final class SimChild: ChildProcess, @unchecked Sendable {
+    let process: SimProcess
+    private let lock = SimMutex()
+    private var body: ((any Machine) throws -> Int32)?
+    private var status: ExitStatus?
+
+    nonisolated(unsafe) private static var currentKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The child whose body runs on this thread.
+    static var current: SimChild? {
+        guard let raw = pthread_getspecific(currentKey) else { return nil }
+        return Unmanaged<SimChild>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    init(process: SimProcess, body: @escaping (any Machine) throws -> Int32) {
+        self.process = process
+        self.body = body
+    }
+
+    var pid: Int32 { process.pid }
+
+    func kill(_ signal: Signal) throws(Errno) {
+        lock.withLock {
+            if status == nil && body != nil {
+                body = nil
+                status = .signaled(signal)
+                process.exit()
+            }
+        }
+    }
+
+    func wait() throws(Errno) -> ExitStatus {
+        let pending = lock.withLock { () -> ((any Machine) throws -> Int32)? in
+            let b = body
+            body = nil
+            return b
+        }
+        if let pending {
+            final class Box: @unchecked Sendable {
+                let run: () -> Void
+                init(_ run: @escaping () -> Void) { self.run = run }
+            }
+            let box = Box { [self] in
+                pthread_setspecific(SimChild.currentKey, Unmanaged.passUnretained(self).toOpaque())
+                let code: Int32
+                do { code = try pending(process) } catch { code = 1 }
+                // do_exit((code & 0xff) << 8): waitpid sees the low byte.
+                finish(.exited(code & 0xff))
+            }
+            let thread = try SimThread { box.run() }
+            thread.join()
+        }
+        return lock.withLock { status ?? .exited(0) }
+    }
+
+    private func finish(_ result: ExitStatus) {
+        lock.withLock { if status == nil { status = result } }
+        process.exit()
+    }
+
+    /// A fatal signal in the child: it ends here, on its own thread.
+    func terminate(by signal: Signal) -> Never {
+        finish(.signaled(signal))
+        pthread_exit(nil)
+    }
+}
+
+extension MappingSource {
+    var isAnonymous: Bool {
+        if case .anonymous = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,66 @@
+import ABI
+
+// arch/x86/mm/fault.c: a user-mode access. The simulated MMU translates page
+// by page (the TLB fill), and where it misses, do_user_addr_fault() checks
+// the VMA and calls handle_mm_fault(); an access the kernel refuses is a
+// fatal signal for the task.
+
+extension MMStruct {
+    /// The TLB fill: bytes reachable at `addr` without a fault. Caller holds `ptl`.
+    func translate(_ addr: UInt64, write: Bool) -> (UnsafeMutableRawPointer, Int)? {
+        let pmdStart = addr & ~UInt64(pmdSize - 1)
+        switch pageTable.pmd(addr) {
+        case .huge(let f, let w)?, .hugetlb(let f, let w)?:
+            if write && !w { return nil }
+            let offset = Int(addr - pmdStart)
+            return (f.address(page: 0, pageSize: pageSize) + offset, pmdSize - offset)
+        case .table(let t)?:
+            guard case .present(let p, let w) = t.entries[pageTable.pteIndex(addr)], !write || w else { return nil }
+            let inPage = Int(addr & UInt64(pageSize - 1))
+            return (p.address(pageSize: pageSize) + inPage, pageSize - inPage)
+        default:
+            return nil
+        }
+    }
+
+    /// The CPU reads or writes `count` bytes at `address`, page by page in ascending
+    /// order, calling `copy(offset, bytes, n)` with the page table lock held for each
+    /// reachable run. Nil when the access completed; else the signal the kernel sends
+    /// (SIGSEGV: no VMA or no permission; SIGBUS: the fault handler gave up).
+    func userAccess(_ address: UInt64, _ count: Int, write: Bool,
+                    _ copy: (Int, UnsafeMutableRawPointer, Int) -> Void) -> Signal? {
+        mmapLock.readLock()
+        var done = 0
+        while done < count {
+            let addr = address + UInt64(done)
+            guard let vma = vmaLookup(addr), write ? vma.flags.contains(.write) : vma.flags.contains(.read) else {
+                mmapLock.readUnlock()
+                return .segv
+            }
+            ptl.lock()
+            if let (page, avail) = translate(addr, write: write) {
+                let n = min(avail, count - done)
+                copy(done, page, n)
+                ptl.unlock()
+                done += n
+                continue
+            }
+            ptl.unlock()
+            switch handleMMFault(vma, addr, write ? [.write, .user, .allowRetry] : [.user, .allowRetry]) {
+            case .done, .oom:
+                continue
+            case .retry:
+                // VM_FAULT_RETRY: the fault dropped mmap_lock (userfaultfd waited); take it again.
+                mmapLock.readLock()
+            case .sigbus:
+                mmapLock.readUnlock()
+                return .bus
+            case .sigsegv:
+                mmapLock.readUnlock()
+                return .segv
+            }
+        }
+        mmapLock.readUnlock()
+        return nil
+    }
+}

@@ -1,0 +1,168 @@
+import ABI
+import MachineInterface
+
+// lib/test_hmm.c: HMM_DMIRROR_READ, _WRITE and _READ_UNLOCKED, the device
+// faults behind them (hmm_range_fault() in 32-page windows), and the retry on
+// the notifier sequence that every mirroring path shares.
+
+extension Dmirror {
+    /// How a window is faulted in.
+    enum RangeWalk {
+        /// hmm_range_fault() under mmap_read_lock, retried on -EBUSY until the
+        /// deadline (HMM_RANGE_DEFAULT_TIMEOUT): dmirror_range_fault(), dmirror_range_snapshot().
+        case locked(deadline: Int)
+        /// hmm_range_fault_unlocked_timeout(range, timeout), which takes mmap_lock
+        /// itself and lets the fault drop it: dmirror_range_fault_unlocked().
+        case unlocked(timeoutMilliseconds: Int)
+    }
+
+    /// The notifier-sequence retry of lib/test_hmm.c, written once for
+    /// dmirror_range_fault(), dmirror_range_fault_unlocked() and
+    /// dmirror_range_snapshot(): walk the range after mmu_interval_read_begin(),
+    /// take the driver's mutex, and commit the result only if
+    /// mmu_interval_read_retry() says no invalidation ran in between;
+    /// otherwise walk again.
+    func mirrorRange(_ range: HMMRange, _ walk: RangeWalk, commit: (HMMRange) -> Errno?) -> Errno? {
+        while true {
+            switch walk {
+            case .locked(let deadline):
+                if monotonicMilliseconds() > deadline { return .EBUSY }
+                range.notifierSeq = range.notifier.readBegin()
+                mm.mmapLock.readLock()
+                let ret = mm.hmmRangeFault(range)
+                mm.mmapLock.readUnlock()
+                if let ret {
+                    if ret == .EBUSY { continue }
+                    return ret
+                }
+            case .unlocked(let timeout):
+                if let ret = mm.hmmRangeFaultUnlockedTimeout(range, timeoutMilliseconds: timeout) { return ret }
+            }
+            mutex.lock()
+            if range.notifier.readRetry(range.notifierSeq) {
+                mutex.unlock()
+                continue
+            }
+            defer { mutex.unlock() }
+            return commit(range)
+        }
+    }
+
+    /// The hmm_range of a device fault window, or of a snapshot window (no faulting).
+    func makeRange(_ start: UInt64, _ end: UInt64, write: Bool, fault: Bool = true,
+                   notifier: MMUIntervalNotifier? = nil) -> HMMRange {
+        HMMRange(notifier: notifier ?? self.notifier, start: start, end: end, pageShift: mm.pageShift,
+                 requestFault: fault, requestWrite: write, devPrivateOwner: mdevice)
+    }
+
+    /// dmirror_fault() / dmirror_fault_unlocked(): 32-page windows over [start, end),
+    /// each mirrored into `pt` by dmirror_do_fault().
+    func fault(_ start: UInt64, _ end: UInt64, write: Bool, unlocked: Bool) -> Errno? {
+        // Since the mm is for the mirrored process, get a reference first.
+        guard mm.mmgetNotZero() else { return .EFAULT }
+        defer { mm.mmput() }
+        var addr = start
+        while addr < end {
+            let next = min(addr + UInt64(32 * pageSize), end)
+            // dmirror_read_unlocked() passes a timeout of 0: retry forever.
+            let walk: RangeWalk = unlocked ? .unlocked(timeoutMilliseconds: 0)
+                : .locked(deadline: monotonicMilliseconds() + 1000)
+            if let e = mirrorRange(makeRange(addr, next, write: write), walk, commit: doFault) { return e }
+            addr = next
+        }
+        return nil
+    }
+
+    /// dmirror_do_fault(): store the faulted pages in pt. Caller holds `mutex`.
+    func doFault(_ range: HMMRange) -> Errno? {
+        var pfn = range.start >> pageShift
+        for hmm in range.hmmPfns {
+            guard let page = hmm.page, hmm.flags.contains(.valid) else { return .EFAULT }
+            if hmm.flags.contains(.write) {
+                pt[pfn] = DmirrorPTEntry(page: page, tag: .write)
+            } else if range.requestWrite {
+                return .EFAULT
+            } else {
+                pt[pfn] = DmirrorPTEntry(page: page, tag: .read)
+            }
+            pfn += 1
+        }
+        return nil
+    }
+
+    // MARK: READ, READ_UNLOCKED, WRITE
+
+    /// dmirror_do_read(): copy pt pages into the bounce buffer; -ENOENT at the first hole.
+    func doRead(_ start: UInt64, _ end: UInt64, _ bounce: DmirrorBounce) -> Errno? {
+        var dst = bounce.ptr + Int(start - bounce.addr)
+        var pfn = start >> pageShift
+        while pfn < end >> pageShift {
+            guard let entry = pt[pfn] else { return .ENOENT }
+            dst.copyMemory(from: entry.page.address(pageSize: pageSize), byteCount: pageSize)
+            dst += pageSize
+            bounce.cpages += 1
+            pfn += 1
+        }
+        return nil
+    }
+
+    /// dmirror_do_write(): only WRITE-tagged entries count as present.
+    private func doWrite(_ start: UInt64, _ end: UInt64, _ bounce: DmirrorBounce) -> Errno? {
+        var src = bounce.ptr + Int(start - bounce.addr)
+        var pfn = start >> pageShift
+        while pfn < end >> pageShift {
+            guard let entry = pt[pfn], entry.tag == .write else { return .ENOENT }
+            entry.page.address(pageSize: pageSize).copyMemory(from: src, byteCount: pageSize)
+            src += pageSize
+            bounce.cpages += 1
+            pfn += 1
+        }
+        return nil
+    }
+
+    /// dmirror_read(): HMM_DMIRROR_READ.
+    func read(_ cmd: inout DmirrorCmd) -> Errno? { read(&cmd, unlocked: false) }
+
+    /// dmirror_read_unlocked(): HMM_DMIRROR_READ_UNLOCKED, whose faults may drop mmap_lock.
+    func readUnlocked(_ cmd: inout DmirrorCmd) -> Errno? { read(&cmd, unlocked: true) }
+
+    /// The loop both reads share: read what `pt` has, fault the rest in one round, again.
+    private func read(_ cmd: inout DmirrorCmd, unlocked: Bool) -> Errno? {
+        let size = Int(cmd.npages << pageShift)
+        var start = cmd.addr
+        let end = start &+ UInt64(size)
+        if end < start { return .EINVAL }
+        let bounce = DmirrorBounce(addr: start, size: size)
+        defer { cmd.cpages = bounce.cpages }
+        while true {
+            let ret = mutex.withLock { doRead(start, end, bounce) }
+            if ret != .ENOENT {
+                if let ret { return ret }
+                break
+            }
+            start = cmd.addr + (bounce.cpages << pageShift)
+            if let e = fault(start, end, write: false, unlocked: unlocked) { return e }
+            cmd.faults += 1
+        }
+        return copyToUser(cmd.ptr, bounce)
+    }
+
+    /// dmirror_write(): HMM_DMIRROR_WRITE. The data goes straight into the pages.
+    func write(_ cmd: inout DmirrorCmd) -> Errno? {
+        let size = Int(cmd.npages << pageShift)
+        var start = cmd.addr
+        let end = start &+ UInt64(size)
+        if end < start { return .EINVAL }
+        let bounce = DmirrorBounce(addr: start, size: size)
+        guard let user = userPointer(cmd.ptr) else { return .EFAULT }
+        bounce.ptr.copyMemory(from: user, byteCount: size)
+        defer { cmd.cpages = bounce.cpages }
+        while true {
+            let ret = mutex.withLock { doWrite(start, end, bounce) }
+            if ret != .ENOENT { return ret }
+            start = cmd.addr + (bounce.cpages << pageShift)
+            if let e = fault(start, end, write: true, unlocked: false) { return e }
+            cmd.faults += 1
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import ABI
+import MachineInterface
+
+// lib/test_hmm.c: dmirror_fops_unlocked_ioctl(), the prologue every command
+// shares, and the bounce buffer the data commands copy through.
+
+extension Dmirror {
+    /// dmirror_fops_unlocked_ioctl(): the common prologue, then dispatch. The
+    /// struct is copied back only when the command succeeds.
+    func ioctl(request: UInt, _ cmdIn: inout DmirrorCmd) -> Result<Void, Errno> {
+        guard !released else { return .failure(.EBADF) }
+        // An unknown request is EINVAL, not ENOTTY: the driver's switch has a default of -EINVAL.
+        guard let command = mdevice.kernel.configuration.abi.command(forRequest: request) else { return .failure(.EINVAL) }
+        var cmd = cmdIn
+        if cmd.addr & UInt64(pageSize - 1) != 0 { return .failure(.EINVAL) }
+        if cmd.addr >= cmd.addr &+ (cmd.npages &<< pageShift) { return .failure(.EINVAL) }
+        cmd.cpages = 0
+        cmd.faults = 0
+        let error: Errno?
+        switch command {
+        case .read: error = read(&cmd)
+        case .write: error = write(&cmd)
+        case .migrateToDevice: error = migrateToDevice(&cmd)
+        case .migrateToSystem: error = migrateToSystem(&cmd)
+        case .snapshot: error = snapshot(&cmd)
+        case .exclusive: error = exclusive(&cmd)
+        case .checkExclusive: error = checkAtomic(cmd.addr, cmd.addr &+ (cmd.npages << pageShift))
+        case .release:
+            mdevice.removeChunks()
+            error = nil
+        case .flags:
+            mutex.withLock { flags = cmd.npages }
+            error = nil
+        case .readUnlocked: error = readUnlocked(&cmd)
+        }
+        if let error { return .failure(error) }
+        cmdIn = cmd
+        return .success(())
+    }
+
+    /// u64_to_user_ptr(): the caller's buffer (this process's memory).
+    func userPointer(_ ptr: UInt64) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: UInt(ptr))
+    }
+
+    /// copy_to_user() of the whole bounce buffer; EFAULT for a bad pointer.
+    func copyToUser(_ ptr: UInt64, _ bounce: DmirrorBounce) -> Errno? {
+        guard let user = userPointer(ptr) else { return .EFAULT }
+        user.copyMemory(from: bounce.ptr, byteCount: bounce.size)
+        return nil
+    }
+}
+
+/// struct dmirror_bounce: the vmalloc'ed bounce buffer.
+final class DmirrorBounce {
+    let addr: UInt64
+    let size: Int
+    var cpages: UInt64 = 0
+    let ptr: UnsafeMutableRawPointer
+
+    init(addr: UInt64, size: Int) {
+        self.addr = addr
+        self.size = size
+        ptr = .allocate(byteCount: max(size, 1), alignment: 4096)
+    }
+
+    deinit { ptr.deallocate() }
+}

@@ -1,0 +1,51 @@
+import ABI
+
+// mm/madvise.c: madvise(2).
+
+extension MMStruct {
+    /// madvise(2): do_madvise(). mmap_lock is taken for write (the kernel takes it for read
+    /// for some advice; nothing here depends on the difference).
+    func sysMadvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
+        let pageMask = UInt64(pageSize - 1)
+        guard address & pageMask == 0 else { throw .EINVAL }
+        guard length > 0 else { return }
+        let end = address + ((UInt64(length) + pageMask) & ~pageMask)
+        mmapLock.writeLock()
+        defer { mmapLock.writeUnlock() }
+        let mapped = isFullyMapped(address, end)
+        switch advice {
+        case .hugePage, .noHugePage:
+            for vma in vmas(in: address, end) {
+                var newFlags = vma.flags
+                if advice == .hugePage {
+                    newFlags.remove(.nohugepage)
+                    newFlags.insert(.hugepage)
+                } else {
+                    newFlags.remove(.hugepage)
+                    newFlags.insert(.nohugepage)
+                }
+                // madvise_update_vma(): unchanged flags leave the VMA alone.
+                if newFlags == vma.flags { continue }
+                let s = max(vma.start, address), e = min(vma.end, end)
+                for piece in isolate(s, e) { piece.flags = newFlags }
+                mergeVMAs(around: s, e)
+            }
+        case .dontNeed:
+            for vma in vmas(in: address, end) {
+                let s = max(vma.start, address), e = min(vma.end, end)
+                splitHugePMDAddress(s)
+                splitHugePMDAddress(e)
+                withInvalidation(.clear, s, e) { ptl.withLock { zapPageRangeLocked(s, e) } }
+            }
+        case .free:
+            // MADV_FREE only marks clean anonymous pages lazily freeable; device
+            // entries are skipped. Without memory pressure nothing is discarded.
+            for vma in vmas(in: address, end) where !vma.isAnonymous { throw .EINVAL }
+        case .collapse:
+            try collapse(address, end)
+        default:
+            throw .EINVAL
+        }
+        if !mapped { throw .ENOMEM }
+    }
+}

@@ -1,0 +1,147 @@
+import ABI
+
+// mm/mmap.c: mmap(2), munmap(2), finding an unmapped area, and exit_mmap().
+
+/// What a new mapping is backed by (mmap's fd, resolved).
+enum MapBacking {
+    /// MAP_ANONYMOUS (a shmem inode is made for MAP_SHARED, as shmem_zero_setup() does).
+    case anonymous
+    /// A tmpfs file's page cache.
+    case file(ShmemInode)
+    /// The dmirror device file (dmirror_fops_mmap).
+    case device(Dmirror)
+}
+
+extension MMStruct {
+    /// calc_vm_prot_bits() | calc_vm_flag_bits(): the VMA flags of a new mapping.
+    static func vmFlags(_ protection: Protection, shared: Bool, hugetlb: Bool) -> VMFlags {
+        var flags: VMFlags = [.mayWrite]
+        if !protection.isDisjoint(with: [.read, .write, .exec]) { flags.insert(.read) }
+        if protection.contains(.write) { flags.insert(.write) }
+        if protection.contains(.exec) { flags.insert(.exec) }
+        if shared { flags.insert(.shared) }
+        if hugetlb { flags.insert(.hugetlb) }
+        return flags
+    }
+
+    /// mmap(2): vm_mmap_pgoff() → do_mmap() → mmap_region(), under mmap_lock for write.
+    func sysMmap(address: UInt64?, length: Int, protection: Protection, flags: MapFlags,
+                 backing: MapBacking, offset: Int) throws(Errno) -> UInt64 {
+        let pageMask = UInt64(pageSize - 1)
+        guard length > 0, offset >= 0, UInt64(offset) & pageMask == 0 else { throw .EINVAL }
+        let shared = flags.contains(.shared)
+        guard shared != flags.contains(.private) else { throw .EINVAL }
+        let hugetlb = flags.contains(.hugetlb)
+        let align = UInt64(hugetlb ? kernel.configuration.hugetlbPageSize : pageSize)
+        let len = (UInt64(length) + align - 1) & ~(align - 1)
+
+        var vmFlags = Self.vmFlags(protection, shared: shared, hugetlb: hugetlb)
+        var file: ShmemInode?
+        var device: Dmirror?
+        switch backing {
+        case .anonymous:
+            guard flags.contains(.anonymous) || hugetlb else { throw .EBADF }
+            if shared && !hugetlb { file = ShmemInode(size: Int(len), pageSize: pageSize) }
+        case .file(let inode):
+            file = inode
+        case .device(let dmirror):
+            device = dmirror
+            vmFlags.insert(.mixedmap)
+        }
+        if hugetlb {
+            guard kernel.hugetlbPool.freePages >= Int(len / align) else { throw .ENOMEM }
+        }
+
+        mmapLock.writeLock()
+        defer { mmapLock.writeUnlock() }
+        let start: UInt64
+        if flags.contains(.fixed) || flags.contains(.fixedNoReplace) {
+            guard let address, address & (align - 1) == 0 else { throw .EINVAL }
+            if flags.contains(.fixedNoReplace) && !vmas(in: address, address + len).isEmpty { throw .EEXIST }
+            doMunmap(address, address + len)
+            start = address
+        } else if let address, address != 0, address & (align - 1) == 0,
+                  vmas(in: address, address + len).isEmpty, address >= mmapMin {
+            start = address
+        } else {
+            // thp_get_unmapped_area(): PMD-multiple anonymous mappings are PMD aligned.
+            var a = align
+            if case .anonymous = backing, !shared, !hugetlb, len % UInt64(pmdSize) == 0 { a = UInt64(pmdSize) }
+            guard let found = getUnmappedArea(length: len, align: a) else { throw .ENOMEM }
+            start = found
+        }
+        // vm_pgoff: the file offset; for private anonymous memory the address (vma_set_anonymous() callers).
+        let anonymousPrivate = file == nil && device == nil && !shared && !hugetlb
+        let pgoff = anonymousPrivate ? start >> UInt64(pageShift) : UInt64(offset) >> UInt64(pageShift)
+        let vma = VMArea(start: start, end: start + len, flags: vmFlags, file: file,
+                         pgoff: pgoff, isDeviceMapping: device != nil)
+        insertVMA(vma)
+        device?.fopsMmap(self, vma)
+        if flags.contains(.populate) {
+            var a = start
+            while a < start + len {
+                _ = handleMMFault(vma, a, vmFlags.contains(.write) && !shared ? [.write] : [])
+                a += UInt64(pageSize)
+            }
+        }
+        // vma_merge_new_range()
+        if device == nil { mergeVMAs(around: start, start + len) }
+        return start
+    }
+
+    /// munmap(2), under mmap_lock for write. A hugetlb mapping unmaps in whole huge pages.
+    func sysMunmap(_ address: UInt64, length: Int) throws(Errno) {
+        let pageMask = UInt64(pageSize - 1)
+        guard address & pageMask == 0, length > 0 else { throw .EINVAL }
+        var len = (UInt64(length) + pageMask) & ~pageMask
+        mmapLock.writeLock()
+        defer { mmapLock.writeUnlock() }
+        if let vma = vmaLookup(address), vma.isHugetlb {
+            let h = UInt64(kernel.configuration.hugetlbPageSize)
+            guard address & (h - 1) == 0 else { throw .EINVAL }
+            len = (len + h - 1) & ~(h - 1)
+        }
+        doMunmap(address, address + len)
+    }
+
+    /// do_vmi_munmap(): removes [start, end).
+    func doMunmap(_ start: UInt64, _ end: UInt64) {
+        let victims = isolate(start, end)
+        guard !victims.isEmpty else { return }
+        withInvalidation(.unmap, start, end) {
+            ptl.withLock { zapPageRangeLocked(start, end) }
+        }
+        vmas.removeAll { v in victims.contains { $0 === v } }
+    }
+
+    /// get_unmapped_area(): top-down search for a gap of `length` aligned to `align`.
+    func getUnmappedArea(length: UInt64, align: UInt64) -> UInt64? {
+        var ceiling = mmapBase
+        for vma in vmas.reversed() where vma.start < ceiling {
+            if ceiling >= vma.end, let fit = fit(below: ceiling, above: vma.end, length: length, align: align) {
+                return fit
+            }
+            ceiling = min(ceiling, vma.start)
+        }
+        return fit(below: ceiling, above: mmapMin, length: length, align: align)
+    }
+
+    private func fit(below ceiling: UInt64, above floor: UInt64, length: UInt64, align: UInt64) -> UInt64? {
+        guard ceiling >= length else { return nil }
+        let candidate = (ceiling - length) & ~(align - 1)
+        return candidate >= floor ? candidate : nil
+    }
+
+    /// exit_mmap(): the process is gone; every mapping is torn down.
+    func exitMmap() {
+        mmapLock.writeLock()
+        withInvalidation(.release, 0, UInt64.max) {
+            ptl.withLock {
+                for vma in vmas { zapPageRangeLocked(vma.start, vma.end) }
+                pageTable.pmds.removeAll()
+            }
+        }
+        vmas.removeAll()
+        mmapLock.writeUnlock()
+    }
+}
