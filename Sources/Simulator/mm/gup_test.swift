@@ -1,7 +1,14 @@
 import ABI
 import MachineInterface
 
-/// /sys/kernel/debug/gup_test (mm/gup_test.c): get_user_pages*/pin_user_pages* on a range.
+// mm/gup_test.c: /sys/kernel/debug/gup_test. Each ioctl takes the pages of a
+// range with get_user_pages*() or pin_user_pages*() and releases them before
+// it returns, so what stays visible afterwards is only what taking them did:
+// faults (a device-private page comes home, COW is broken for FOLL_WRITE) and,
+// for a long-term pin, device-coherent pages moved to system memory. While
+// the call runs the references are real, and a migration racing it leaves
+// the pages in place.
+
 final class SimGupTestFile: GupTestFile, @unchecked Sendable {
     unowned let process: SimProcess
 
@@ -12,61 +19,29 @@ final class SimGupTestFile: GupTestFile, @unchecked Sendable {
         let pageSize = UInt64(mm.pageSize)
         let start = address & ~(pageSize - 1)
         let end = address + UInt64(size)
-        let write = flags.contains(.write)
-        let longterm = flags.contains(.longterm) || operation == .pinLongtermBenchmark
-        mm.mmapLock.readLock()
-        defer { mm.mmapLock.readUnlock() }
-        var addr = start
-        while addr < end {
-            guard let vma = mm.vmaLookup(addr), vma.flags.contains(.read) else { throw .EFAULT }
-            if write && !vma.flags.contains(.write) { throw .EFAULT }
-            // __get_user_pages(): follow_page_mask(), faultin_page() until it is there.
-            var page: PageRef?
-            while page == nil {
-                page = mm.followPage(addr, write: write)
-                if page == nil {
-                    let r = mm.handleMMFault(vma, addr, write ? [.write, .remote] : [.remote])
-                    if let e = r.errno { throw e }
-                }
-            }
-            // check_and_migrate_movable_pages(): device-coherent pages cannot be pinned long term.
-            if longterm, let page, page.folio.isDeviceCoherent {
-                mm.migrateDeviceCoherentPage(addr, page)
-            }
-            addr += pageSize
+        let npages = Int((end - start + pageSize - 1) / pageSize)
+        var foll: FollFlags = []
+        if flags.contains(.write) { foll.insert(.write) }
+        if flags.contains(.longterm) || operation == .pinLongtermBenchmark { foll.insert(.longterm) }
+        let fast: Bool
+        switch operation {
+        case .gupFastBenchmark: fast = true
+        case .pinFastBenchmark: fast = true; foll.insert(.pin)
+        case .pinLongtermBenchmark: fast = false; foll.insert(.pin)
+        case .gupBasicTest: fast = false
+        default: throw .EINVAL
+        }
+        // The benchmarks take `nr_pages_per_call` pages at a time.
+        let batch = max(1, pagesPerCall)
+        var done = 0
+        while done < npages {
+            let n = min(batch, npages - done)
+            let first = start + UInt64(done) * pageSize
+            let pages = fast ? try mm.getUserPagesFast(first, pages: n, foll) : try mm.getUserPages(first, pages: n, foll)
+            mm.putPages(pages)
+            done += n
         }
     }
 
     func close() {}
-}
-
-extension MMStruct {
-    /// follow_page_mask(): the page mapped at `addr` if present with the needed access.
-    func followPage(_ addr: UInt64, write: Bool) -> PageRef? {
-        ptl.withLock {
-            let pmdStart = addr & ~UInt64(pmdSize - 1)
-            switch pageTable.pmd(addr) {
-            case .huge(let f, let w)?, .hugetlb(let f, let w)?:
-                if write && !w { return nil }
-                return PageRef(f, Int((addr - pmdStart) >> UInt64(pageShift)))
-            case .table?:
-                if case .present(let p, let w) = pageTable.pte(addr), !write || w { return p }
-                return nil
-            default:
-                return nil
-            }
-        }
-    }
-
-    /// migrate_device_coherent_folio(): copy a device-coherent page to system memory.
-    func migrateDeviceCoherentPage(_ addr: UInt64, _ page: PageRef) {
-        let folio = kernel.allocFolio(.anon, order: 0, zeroed: false)
-        copyPage(to: PageRef(folio, 0), from: page)
-        withInvalidation(.clear, addr, addr + UInt64(pageSize)) {
-            ptl.withLock {
-                guard case .present(let p, let w) = pageTable.pte(addr), p === page else { return }
-                pageTable.setPTE(addr, .present(PageRef(folio, 0), writable: w))
-            }
-        }
-    }
 }

@@ -1,3 +1,7 @@
+import ABI
+
+// mm/hugetlb.c: the default hstate's pool and hugetlb_fault().
+
 /// The default hstate's pool (nr_hugepages / free_hugepages).
 ///
 /// `@unchecked Sendable`: counters protected by `lock`.
@@ -46,5 +50,20 @@ final class HugetlbPool: @unchecked Sendable {
     /// free_huge_folio().
     func release() {
         lock.withLock { free += 1 }
+    }
+}
+
+extension MMStruct {
+    /// hugetlb_fault() for a missing entry.
+    func hugetlbFault(_ vma: VMArea, _ address: UInt64, write: Bool) -> VMFault {
+        let hsize = UInt64(kernel.configuration.hugetlbPageSize)
+        let haddr = address & ~(hsize - 1)
+        guard let folio = kernel.hugetlbPool.allocate() else { return .sigbus }
+        ptl.withLock {
+            if pageTable.pmd(haddr) == nil {
+                pageTable.setPMD(haddr, .hugetlb(folio, writable: vma.flags.contains(.write) && (write || vma.isShared)))
+            }
+        }
+        return .done
     }
 }

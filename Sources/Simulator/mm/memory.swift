@@ -198,19 +198,6 @@ extension MMStruct {
         }
     }
 
-    /// hugetlb_fault() for a missing entry.
-    private func hugetlbFault(_ vma: VMArea, _ address: UInt64, write: Bool) -> VMFault {
-        let hsize = UInt64(kernel.configuration.hugetlbPageSize)
-        let haddr = address & ~(hsize - 1)
-        guard let folio = kernel.hugetlbPool.allocate() else { return .sigbus }
-        ptl.withLock {
-            if pageTable.pmd(haddr) == nil {
-                pageTable.setPMD(haddr, .hugetlb(folio, writable: vma.flags.contains(.write) && (write || vma.isShared)))
-            }
-        }
-        return .done
-    }
-
     /// zap_page_range(): clears every entry in [start, end). Caller holds `ptl`.
     func zapPageRangeLocked(_ start: UInt64, _ end: UInt64) {
         let pmdSize = UInt64(self.pmdSize)

@@ -81,9 +81,24 @@ extension MMStruct {
         guard args.vma.start <= args.start, args.end <= args.vma.end else { return .EINVAL }
         if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: [.io, .pfnmap]) { return .EINVAL }
         withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
-            ptl.withLock { migrateVMACollect(args) }
+            ptl.withLock {
+                migrateVMACollect(args)
+                migrateDeviceUnmapCheck(args)
+            }
         }
         return nil
+    }
+
+    /// migrate_device_unmap()'s migrate_vma_check_page(): a collected page that someone
+    /// else holds a reference to (a GUP pin) is not migrated; its entry is restored.
+    /// Caller holds `ptl`.
+    private func migrateDeviceUnmapCheck(_ args: MigrateVMA) {
+        for i in 0..<args.npages {
+            guard args.src[i].flags.contains(.migrate), let page = args.src[i].page,
+                  page.folio.extraRefs.load(ordering: .relaxed) > 0 else { continue }
+            args.src[i].flags.remove(.migrate)
+            if let saved = args.saved.removeValue(forKey: i) { restore(args.address(i), saved) }
+        }
     }
 
     /// migrate_vma_collect(): walk_page_range with migrate_vma_collect_pmd. Caller holds `ptl`.

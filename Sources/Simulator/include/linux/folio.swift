@@ -24,7 +24,7 @@ final class PageStorage: @unchecked Sendable {
 /// exactly what the kernel's split would leave behind as far as data,
 /// mappings and device page tables are concerned.
 ///
-/// `@unchecked Sendable`: `mapcount` is atomic; the other mutable fields are
+/// `@unchecked Sendable`: `mapcount` and `extraRefs` are atomic; the other mutable fields are
 /// written only while the page is being allocated, migrated or freed, under
 /// the owning mm's page table lock or the device lock.
 final class Folio: @unchecked Sendable {
@@ -58,6 +58,9 @@ final class Folio: @unchecked Sendable {
     let storage: PageStorage?
     /// folio_mapcount(): page table entries (PTE or PMD) that map this folio, in any mm.
     let mapcount = Atomic<Int>(0)
+    /// References beyond the mappings (get_user_pages()/pin_user_pages() holders):
+    /// while any is held, migration leaves the folio where it is (migrate_vma_check_page()).
+    let extraRefs = Atomic<Int>(0)
     /// page_pgmap(): the dev_pagemap a ZONE_DEVICE folio belongs to.
     let pgmap: DevPagemap?
     /// page->zone_device_data of a device-private page: the backing system folio (rpage).
