@@ -37,10 +37,15 @@ public enum ABIGeneration: String, CaseIterable, Sendable, Comparable, CustomStr
     /// The generation a kernel of this `uname -r` release speaks, e.g. "7.3.4-amd64" → `.v7_3`.
     /// Nil for releases older than v5.7 (no test_hmm) or that cannot be parsed.
     public init?(kernelRelease: String) {
-        let digits = kernelRelease.prefix { $0.isNumber || $0 == "." }
-        let parts = digits.split(separator: ".", omittingEmptySubsequences: false).prefix(2).map { Int($0) }
-        guard parts.count == 2, let major = parts[0], let minor = parts[1] else { return nil }
-        guard let match = ABIGeneration.allCases.last(where: { $0.firstRelease <= (major, minor) }) else { return nil }
+        guard let version = KernelVersion(release: kernelRelease) else { return nil }
+        self.init(version)
+    }
+
+    /// The generation of a kernel version; nil before v5.7.
+    public init?(_ version: KernelVersion) {
+        guard let match = ABIGeneration.allCases.last(where: { $0.firstRelease <= (version.major, version.minor) }) else {
+            return nil
+        }
         self = match
     }
 
@@ -102,4 +107,31 @@ extension DmirrorCommand {
         }
         return UInt8(nr)
     }
+}
+
+/// A kernel's version, from its `uname -r` release ("6.12.57+deb13-amd64" → 6.12.57).
+public struct KernelVersion: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public let major: Int
+    public let minor: Int
+    public let patch: Int
+
+    public init(_ major: Int, _ minor: Int, _ patch: Int = 0) {
+        self.major = major
+        self.minor = minor
+        self.patch = patch
+    }
+
+    /// Nil for a release that does not start with major.minor.
+    public init?(release: String) {
+        let digits = release.prefix { $0.isNumber || $0 == "." }
+        let parts = digits.split(separator: ".", omittingEmptySubsequences: false).prefix(3).map { Int($0) }
+        guard parts.count >= 2, let major = parts[0], let minor = parts[1] else { return nil }
+        self.init(major, minor, parts.count > 2 ? parts[2] ?? 0 : 0)
+    }
+
+    public static func < (a: KernelVersion, b: KernelVersion) -> Bool {
+        (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch)
+    }
+
+    public var description: String { "\(major).\(minor).\(patch)" }
 }

@@ -29,6 +29,8 @@ struct ResolvedBackend {
     var backend: Backend
     var abi: ABIGeneration
     var info: BackendInfo
+    /// What the simulator models (unused on the kernel).
+    var simulated = SimConfiguration()
 
     /// The machine each case process builds: this process on the real kernel,
     /// or a process of a fresh simulated kernel.
@@ -36,29 +38,28 @@ struct ResolvedBackend {
         let abi = self.abi
         switch backend {
         case .kernel: return { LinuxMachine(abi: abi) }
-        case .simulator: return { SimKernel(configuration: SimConfiguration(abi: abi)).spawnProcess() }
+        case .simulator:
+            let configuration = simulated
+            return { SimKernel(configuration: configuration).spawnProcess() }
         }
     }
 }
 
 enum BackendResolver {
-    /// The kernel release the simulator models.
-    static let simulatedRelease = "7.3"
-
     /// Picks the backend. `kernel` needs test_hmm's /dev/hmm_dmirror0 (else the
     /// probe's one line, and the caller exits 4); `auto` falls back to the
     /// simulator and says why on stderr.
-    static func resolve(_ choice: BackendChoice, abi forced: ABIGeneration?,
+    static func resolve(_ choice: BackendChoice, abi forced: ABIGeneration?, simulated: SimulatedKernel = SimulatedKernel(),
                         probe: () -> KernelDriverProbe = { KernelDriverProbe.probe() }) throws -> ResolvedBackend {
         switch choice {
         case .sim:
-            return simulator(abi: forced, note: nil)
+            return simulator(abi: forced, simulated, note: nil)
         case .kernel, .auto:
             let probed = probe()
             if let message = probed.message {
                 if choice == .kernel { throw refuse(message, exit: KSFTExit.skip) }
                 StandardError.line("dmirror: auto: running the simulator: \(message)")
-                return simulator(abi: forced, note: "auto: \(KernelDriverProbe.node) unusable")
+                return simulator(abi: forced, simulated, note: "auto: \(KernelDriverProbe.node) unusable")
             }
             let abi = forced ?? probed.abi ?? .newest
             var detail = "Linux \(probed.release), ABI \(abi.rawValue)"
@@ -69,12 +70,50 @@ enum BackendResolver {
         }
     }
 
-    static func simulator(abi forced: ABIGeneration?, note: String?) -> ResolvedBackend {
-        let abi = forced ?? .newest
-        var detail = "simulated Linux \(simulatedRelease) test_hmm"
-        if abi != .newest { detail += ", ABI \(abi.rawValue)" }
+    static func simulator(abi forced: ABIGeneration?, _ simulated: SimulatedKernel, note: String?) -> ResolvedBackend {
+        let configuration = SimConfiguration(thpEnabled: simulated.thp, release: simulated.release, abi: forced)
+        let abi = configuration.abi
+        var detail = "simulated Linux \(simulated.release.major).\(simulated.release.minor) test_hmm"
+        if abi != ABIGeneration(simulated.release) { detail += ", ABI \(abi.rawValue)" }
+        if simulated.thp != .madvise { detail += ", THP \(simulated.thp.rawValue)" }
         if let note { detail += "; \(note)" }
         return ResolvedBackend(backend: .simulator, abi: abi,
-                               info: BackendInfo(name: Backend.simulator.rawValue, detail: detail, abi: abi.rawValue))
+                               info: BackendInfo(name: Backend.simulator.rawValue, detail: detail, abi: abi.rawValue),
+                               simulated: configuration)
+    }
+}
+
+/// What the simulator is asked to model (`--sim-release`, `--sim-thp`).
+struct SimulatedKernel {
+    var release = SimConfiguration.newestRelease
+    var thp = SimConfiguration.THPMode.madvise
+}
+
+extension SimConfiguration.THPMode: ExpressibleByArgument {}
+
+/// The simulator's options, shared by the commands that run it.
+struct SimulatorOptions: ParsableArguments {
+    @Option(name: .customLong("sim-release"),
+            help: ArgumentHelp("The kernel release the simulator models (e.g. 6.1.0, 6.12.57); it decides the ABI "
+                               + "and the driver's behaviour. Default 7.3.4.", valueName: "RELEASE"))
+    var release: String?
+
+    @Option(name: .customLong("sim-thp"),
+            help: ArgumentHelp("The simulated /sys/kernel/mm/transparent_hugepage/enabled (always, madvise, never).",
+                               valueName: "MODE"))
+    var thp: SimConfiguration.THPMode = .madvise
+
+    var given: Bool { release != nil || thp != .madvise }
+
+    func validate() throws {
+        if let release {
+            guard let version = KernelVersion(release: release), ABIGeneration(version) != nil else {
+                throw ValidationError("--sim-release \(release): not a Linux release of 5.7 or later")
+            }
+        }
+    }
+
+    var simulated: SimulatedKernel {
+        SimulatedKernel(release: release.flatMap { KernelVersion(release: $0) } ?? SimConfiguration.newestRelease, thp: thp)
     }
 }

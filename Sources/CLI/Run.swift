@@ -53,7 +53,12 @@ struct Run: ParsableCommand {
 
     @OptionGroup var selection: Selection
 
+    @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
+
     func validate() throws {
+        if backend == .kernel && simulator.given {
+            throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
+        }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
     }
 
@@ -61,7 +66,7 @@ struct Run: ParsableCommand {
         // Everything that can be refused is refused before a case runs, arguments before the driver is probed.
         if backend == .kernel, let jobs, jobs > 1 { throw refuse(Self.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
         let plan = try selection.plan(Run.self, Arguments.of(subcommand: "run")) { $0.selection }
-        let resolved = try BackendResolver.resolve(backend, abi: abi)
+        let resolved = try BackendResolver.resolve(backend, abi: abi, simulated: simulator.simulated)
         // auto may have picked the kernel.
         if resolved.backend == .kernel, let jobs, jobs > 1 {
             throw refuse(Self.kernelJobsProblem(jobs), exit: KSFTExit.fail)

@@ -26,8 +26,10 @@ public struct SimConfiguration: Sendable {
     public var gupTestAvailable: Bool
     /// The userfaultfd syscall.
     public var userfaultfdAvailable: Bool
-    /// The dmirror ioctl numbering the simulated kernel speaks. The driver's
-    /// semantics are 7.3's; an older generation only hides and renumbers commands.
+    /// The kernel version the simulator models: it decides the driver's and the mm's
+    /// behaviour where they changed between releases.
+    public var release: KernelVersion
+    /// The dmirror ioctl numbering the simulated kernel speaks (the release's, unless forced).
     public var abi: ABIGeneration
     /// Seeds hmm_random() (and, under exploration, the scheduler).
     public var seed: UInt64
@@ -35,7 +37,8 @@ public struct SimConfiguration: Sendable {
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
                 thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
                 hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true,
-                abi: ABIGeneration = .newest, seed: UInt64 = 0x5EED) {
+                release: KernelVersion = SimConfiguration.newestRelease, abi: ABIGeneration? = nil,
+                seed: UInt64 = 0x5EED) {
         self.pageSize = pageSize
         self.pmdSize = pmdSize
         self.pudSize = pudSize
@@ -45,9 +48,13 @@ public struct SimConfiguration: Sendable {
         self.hasCoherentDevices = hasCoherentDevices
         self.gupTestAvailable = gupTestAvailable
         self.userfaultfdAvailable = userfaultfdAvailable
-        self.abi = abi
+        self.release = release
+        self.abi = abi ?? ABIGeneration(release) ?? .newest
         self.seed = seed
     }
+
+    /// The release the simulator models unless told otherwise: the lab's reference kernel.
+    public static let newestRelease = KernelVersion(7, 3, 4)
 }
 
 /// One simulated system: physical memory (the zero pages, the hugetlb pool),
