@@ -87,6 +87,8 @@ public final class SimKernel: @unchecked Sendable {
     static let spmAddressDev1: UInt64 = 0x1_4000_0000
 
     private struct WeakMM { weak var mm: MMStruct? }
+    private struct WeakMirror { weak var dmirror: Dmirror? }
+    private var mirrors: [WeakMirror] = []
 
     public init(configuration: SimConfiguration = .init()) {
         self.configuration = configuration
@@ -125,6 +127,19 @@ public final class SimKernel: @unchecked Sendable {
             return nextPid
         }
         return SimProcess(kernel: self, mm: mm, pid: pid, isChild: isChild)
+    }
+
+    /// A dmirror file was opened (the introspection walks every open one).
+    func register(_ dmirror: Dmirror) {
+        lock.withLock {
+            mirrors.removeAll { $0.dmirror == nil }
+            mirrors.append(WeakMirror(dmirror: dmirror))
+        }
+    }
+
+    /// Every dmirror file still open.
+    func openMirrors() -> [Dmirror] {
+        lock.withLock { mirrors.compactMap(\.dmirror).filter { !$0.released } }
     }
 
     /// Every mm still alive (for migrate_device_range(), which finds mappings through rmap).

@@ -114,6 +114,9 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
     }
 
     var isEmpty: Bool { lock.withLock { notifiers.isEmpty } }
+
+    /// Invalidations between their start and end right now.
+    var invalidationsInFlight: Int { lock.withLock { activeInvalidations } }
 }
 
 extension MMStruct {

@@ -31,6 +31,11 @@ final class ShmemInode: @unchecked Sendable {
         }
     }
 
+    /// The page cache folio at `index` if it exists (no allocation).
+    func cachedPage(_ index: UInt64) -> Folio? {
+        lock.withLock { pages[index] }
+    }
+
     /// shmem_file_write_iter().
     func write(_ buffer: UnsafeRawBufferPointer, offset: Int) -> Int {
         guard buffer.count > 0, let base = buffer.baseAddress else { return 0 }

@@ -45,6 +45,7 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
             self.intervalInvalidate(n, range, seq)
         }
         mm.notifierSubscriptions.insert(notifier)
+        mm.kernel.register(self)
     }
 
     // MARK: The notifier

@@ -87,6 +87,8 @@ final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
     private var freeFolios = DevmemFreeList()
     var calloc = 0
     var cfree = 0
+    /// Device pages handed out and not yet freed (what the introspection reports). Under `lock`.
+    private(set) var pagesInUse = 0
     /// spm_addr_dev0/1 for a coherent device (note the driver's inverted minor mapping).
     let spmAddress: UInt64
 
@@ -173,6 +175,7 @@ final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
         lock.unlock()
         if taken == nil { taken = allocateChunk(wantPage: true, isLarge: isLarge) }
         guard let (pfn, chunk) = taken else { return nil }
+        lock.withLock { pagesInUse += 1 << order }
         // zone_device_folio_init()
         let folio = Folio(kind: isPrivateZone ? .devicePrivate : .deviceCoherent, order: order,
                           pageSize: pageSize, pfn: pfn, pgmap: chunk, zeroed: false)
@@ -191,6 +194,7 @@ final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
         guard let chunk = folio.pgmap as? DmirrorChunk else { return }
         lock.lock()
         defer { lock.unlock() }
+        pagesInUse -= folio.nrPages
         if !chunk.remove {
             cfree += folio.nrPages
             if folio.order > 0 {
