@@ -10,8 +10,10 @@ import Glibc
 enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
     /// kselftest TAP, line for line what hmm-tests prints.
     case tap
-    /// One JSON document (what the lab reads).
+    /// One JSON document.
     case json
+    /// JSON Lines: one object per case as it finishes (what the lab reads: a crash loses nothing finished).
+    case jsonl
     /// JUnit XML (GitLab, Jenkins).
     case junit
 }
@@ -34,7 +36,7 @@ struct Run: ParsableCommand {
     @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
     var abi: ABIGeneration?
 
-    @Option(help: "tap (kselftest), json (one document) or junit (JUnit XML).")
+    @Option(help: "tap (kselftest), json (one document), jsonl (a line per case as it ends) or junit (JUnit XML).")
     var format: OutputFormat = .tap
 
     @Option(help: ArgumentHelp("Record each case's dmirror commands in DIR/<case>.trace (see compare-traces).",
@@ -83,6 +85,7 @@ struct Run: ParsableCommand {
         let reporter: SuiteReporter = switch format {
         case .tap: TAPReporter(printsVersion: Sys.environment("KSFT_TAP_LEVEL") == nil, notes: notes)
         case .json: JSONReporter(notes: notes)
+        case .jsonl: JSONLinesReporter(notes: notes)
         case .junit: JUnitReporter(notes: notes)
         }
         let launcher = CaseLauncher(traceDirectory: trace, makeMachine: resolved.makeMachine)

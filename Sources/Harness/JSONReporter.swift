@@ -22,25 +22,70 @@ public final class JSONReporter: SuiteReporter {
     /// The document: backend, cases (name, verdict, reason, note, duration, output), totals.
     public static func document(backend: BackendInfo, results: [CaseResult], totals: RunTotals,
                                 notes: CaseNotes = [:]) -> String {
-        let q = JSON.quote
         var json = "{\n"
-        json += "  \"backend\": {\"name\": \(q(backend.name)), \"detail\": \(q(backend.detail)), \"abi\": \(q(backend.abi))},\n"
+        json += "  \"backend\": \(backendObject(backend)),\n"
         json += "  \"cases\": ["
         for (index, result) in results.enumerated() {
-            let note = result.verdict == .fail ? notes[result.name] : nil
-            json += index == 0 ? "\n" : ",\n"
-            json += "    {\"number\": \(index + 1), \"name\": \(q(result.name)), \"verdict\": \(q(result.verdict.name)), "
-            json += "\"reason\": \(result.reason.map(q) ?? "null"), "
-            json += "\"note\": \(note.map(q) ?? "null"), "
-            json += "\"duration\": \(JSON.seconds(result.duration)), "
-            json += "\"output\": \(q(result.output))}"
+            json += index == 0 ? "\n    " : ",\n    "
+            json += caseObject(index + 1, result, notes: notes)
         }
         json += results.isEmpty ? "],\n" : "\n  ],\n"
-        json += "  \"totals\": {\"pass\": \(totals.pass), \"fail\": \(totals.fail), \"xfail\": \(totals.xfail), "
-        json += "\"xpass\": \(totals.xpass), \"skip\": \(totals.skip), \"error\": \(totals.error)},\n"
+        json += "  \"totals\": \(totalsObject(totals)),\n"
         json += "  \"passed\": \(totals.succeeded)\n"
         json += "}"
         return json
+    }
+
+    static func backendObject(_ backend: BackendInfo) -> String {
+        let q = JSON.quote
+        return "{\"name\": \(q(backend.name)), \"detail\": \(q(backend.detail)), \"abi\": \(q(backend.abi))}"
+    }
+
+    /// One case: number, name, verdict, reason, note (for a failure the suite knows more about), duration, output.
+    static func caseObject(_ number: Int, _ result: CaseResult, notes: CaseNotes) -> String {
+        let q = JSON.quote
+        let note = result.verdict == .fail ? notes[result.name] : nil
+        return "{\"number\": \(number), \"name\": \(q(result.name)), \"verdict\": \(q(result.verdict.name)), "
+            + "\"reason\": \(result.reason.map(q) ?? "null"), \"note\": \(note.map(q) ?? "null"), "
+            + "\"duration\": \(JSON.seconds(result.duration)), \"output\": \(q(result.output))}"
+    }
+
+    static func totalsObject(_ totals: RunTotals) -> String {
+        "{\"pass\": \(totals.pass), \"fail\": \(totals.fail), \"xfail\": \(totals.xfail), "
+            + "\"xpass\": \(totals.xpass), \"skip\": \(totals.skip), \"error\": \(totals.error)}"
+    }
+}
+
+/// JSON Lines: one object per line, written as the run goes, so a run that
+/// dies (a kernel panic in the lab's guest) keeps every case that finished:
+///
+///     {"backend": {...}, "plan": ["fixture.variant.test", ...]}
+///     {"case": {"number": 1, "name": ..., "verdict": ..., ...}}
+///     {"totals": {...}, "passed": true}
+public final class JSONLinesReporter: SuiteReporter {
+    public let sink: ReportSink
+    let notes: CaseNotes
+
+    public init(sink: ReportSink = StandardSink(), notes: CaseNotes = [:]) {
+        self.sink = sink
+        self.notes = notes
+    }
+
+    public var capturesOutput: Bool { true }
+
+    public func runStarted(backend: BackendInfo, plan: RunPlan) {
+        let names = plan.cases.map { JSON.quote($0.name.description) }.joined(separator: ", ")
+        sink.out("{\"backend\": \(JSONReporter.backendObject(backend)), \"plan\": [\(names)]}")
+    }
+
+    public func caseStarted(_ number: Int, _ testCase: TestCase) {}
+
+    public func caseFinished(_ number: Int, _ result: CaseResult) {
+        sink.out("{\"case\": \(JSONReporter.caseObject(number, result, notes: notes))}")
+    }
+
+    public func runFinished(_ results: [CaseResult], totals: RunTotals) {
+        sink.out("{\"totals\": \(JSONReporter.totalsObject(totals)), \"passed\": \(totals.succeeded)}")
     }
 }
 
