@@ -47,7 +47,8 @@ let package = Package(
         ),
         .testTarget(
             name: "DmirrorTests",
-            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "CDmirror"],
+            // dmirror: the tests spawn the built executable (a build-order dependency, not imported).
+            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", system],
             path: "Tests/DmirrorTests"
         ),
     ],

@@ -11,15 +11,20 @@ import Glibc
 /// function says whether it retries), and every call visible to a
 /// `SyscallRecorder` in tests. No policy lives here.
 public enum Sys {
-    /// Runs a call that returns -1 and sets errno on failure.
+    /// Runs a call that returns -1 and sets errno on failure. A forced errno (a
+    /// recorder's) stands for the call's own failure, so EINTR is retried alike.
     @inline(__always)
     static func call<I: FixedWidthInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
                                            retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
-        if let forced = mocked(name, arguments()) { throw forced }
         while true {
-            let result = body()
-            if result != -1 { return result }
-            let error = Errno(rawValue: errno)
+            let error: Errno
+            if let forced = mocked(name, arguments()) {
+                error = forced
+            } else {
+                let result = body()
+                if result != -1 { return result }
+                error = Errno(rawValue: errno)
+            }
             if retryOnInterrupt && error == .EINTR { continue }
             throw error
         }
@@ -29,11 +34,15 @@ public enum Sys {
     @inline(__always)
     static func shim<I: FixedWidthInteger & SignedInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
                                            retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
-        if let forced = mocked(name, arguments()) { throw forced }
         while true {
-            let result = body()
-            if result >= 0 { return result }
-            let error = Errno(rawValue: Int32(truncatingIfNeeded: -result))
+            let error: Errno
+            if let forced = mocked(name, arguments()) {
+                error = forced
+            } else {
+                let result = body()
+                if result >= 0 { return result }
+                error = Errno(rawValue: Int32(truncatingIfNeeded: -result))
+            }
             if retryOnInterrupt && error == .EINTR { continue }
             throw error
         }
