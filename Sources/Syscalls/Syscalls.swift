@@ -16,34 +16,37 @@ public enum Sys {
     @inline(__always)
     static func call<I: FixedWidthInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
                                            retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
-        while true {
-            let error: Errno
-            if let forced = mocked(name, arguments()) {
-                error = forced
-            } else {
-                let result = body()
-                if result != -1 { return result }
-                error = Errno(rawValue: errno)
-            }
-            if retryOnInterrupt && error == .EINTR { continue }
-            throw error
+        try retrying(name, arguments(), retryOnInterrupt) {
+            let result = body()
+            return result != -1 ? .success(result) : .failure(Errno(rawValue: errno))
         }
     }
 
     /// Runs a shim call that returns -errno on failure.
     @inline(__always)
     static func shim<I: FixedWidthInteger & SignedInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
-                                           retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
+                                                           retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
+        try retrying(name, arguments(), retryOnInterrupt) {
+            let result = body()
+            return result >= 0 ? .success(result) : .failure(Errno(rawValue: Int32(truncatingIfNeeded: -result)))
+        }
+    }
+
+    /// The one EINTR loop: the call again while it is interrupted and `retry` says so.
+    @inline(__always)
+    private static func retrying<T>(_ name: String, _ arguments: @autoclosure () -> [String], _ retry: Bool,
+                                    _ body: () -> Result<T, Errno>) throws(Errno) -> T {
         while true {
             let error: Errno
             if let forced = mocked(name, arguments()) {
                 error = forced
             } else {
-                let result = body()
-                if result >= 0 { return result }
-                error = Errno(rawValue: Int32(truncatingIfNeeded: -result))
+                switch body() {
+                case .success(let value): return value
+                case .failure(let failed): error = failed
+                }
             }
-            if retryOnInterrupt && error == .EINTR { continue }
+            if retry && error == .EINTR { continue }
             throw error
         }
     }
