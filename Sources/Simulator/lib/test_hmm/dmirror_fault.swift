@@ -26,7 +26,7 @@ extension Dmirror {
         while true {
             switch walk {
             case .locked(let deadline):
-                if monotonicMilliseconds() > deadline { return .EBUSY }
+                if mm.kernel.milliseconds > deadline { return .EBUSY }
                 range.notifierSeq = range.notifier.readBegin()
                 mm.mmapLock.readLock()
                 let ret = mm.hmmRangeFault(range)
@@ -64,7 +64,7 @@ extension Dmirror {
                 let next = min(addr + UInt64(32 * pageSize), end)
                 // dmirror_read_unlocked() passes a timeout of 0: retry forever.
                 let walk: RangeWalk = unlocked ? .unlocked(timeoutMilliseconds: 0)
-                    : .locked(deadline: monotonicMilliseconds() + 1000)
+                    : .locked(deadline: mm.kernel.milliseconds + 1000)
                 if let e = mirrorRange(makeRange(addr, next, write: write), walk, commit: doFault) { return e }
                 addr = next
             }

@@ -9,6 +9,7 @@ extension Dmirror {
     /// struct is copied back only when the command succeeds.
     func ioctl(request: UInt, _ cmdIn: inout DmirrorCmd) -> Result<Void, Errno> {
         guard !released else { return .failure(.EBADF) }
+        defer { owner.returnToUser() }
         // An unknown request is EINVAL, not ENOTTY: the driver's switch has a default of -EINVAL.
         guard let command = mdevice.kernel.configuration.abi.command(forRequest: request) else { return .failure(.EINVAL) }
         var cmd = cmdIn

@@ -42,7 +42,7 @@ extension Dmirror {
         defer { mm.notifierSubscriptions.remove(temporary) }
         let range = makeRange(start, end, write: false, fault: false, notifier: temporary)
         var entries: [UInt8] = []
-        let ret = mirrorRange(range, .locked(deadline: monotonicMilliseconds() + 1000)) { range in
+        let ret = mirrorRange(range, .locked(deadline: mm.kernel.milliseconds + 1000)) { range in
             entries = range.hmmPfns.map { mkentry($0).rawValue }
             return nil
         }
