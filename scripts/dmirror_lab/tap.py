@@ -41,11 +41,12 @@ def test_line(number, name, verdict, reason=None):
     return f"not ok {number} {name}"
 
 
-def reassemble(order, results, body_of):
+def reassemble(order, results, body_of, header=()):
     """One TAP stream of every case in order, numbered 1..N: body_of(name) gives a
     case's own TAP lines; its result line is renumbered, its framing dropped,
-    anything else kept as a diagnostic."""
-    lines = ["TAP version 13", f"1..{len(order)}"]
+    anything else kept as a diagnostic. header: comment lines after the version
+    line (dmirror's own TAP puts its backend there)."""
+    lines = ["TAP version 13", *header, f"1..{len(order)}"]
     totals = {}
     for i, name in enumerate(order, 1):
         r = results[name]
@@ -69,6 +70,6 @@ def reassemble(order, results, body_of):
     return "\n".join(lines) + "\n"
 
 
-def write_tap(path, order, results, body_of):
+def write_tap(path, order, results, body_of, header=()):
     with open(path, "w") as f:
-        f.write(reassemble(order, results, body_of))
+        f.write(reassemble(order, results, body_of, header))
