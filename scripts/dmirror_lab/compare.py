@@ -9,7 +9,7 @@ import json
 import os
 
 from . import cells, runner, traces
-from .common import say
+from .common import read_text, say
 
 
 def splat_keys(summary):
@@ -24,14 +24,19 @@ def splat_keys(summary):
 
 
 def one_side_splats(base, other):
-    """[(case, splat, count in base, count in other, first lines)] for every splat
-    whose count differs between the two runs."""
+    """[(case, splat, count in base, count in other, first lines, known)] for every
+    splat whose count differs between the two runs; splats known-splats.tsv does not
+    expect first."""
     a, b = splat_keys(base), splat_keys(other)
-    heads = {}
+    heads, known = {}, {}
     for s in (base.get("splat_list") or []) + (other.get("splat_list") or []):
-        heads.setdefault((s["test"], s["title"] + (" | " + s["message"] if s["message"] else "")), s["head"])
-    return [(case, title, a.get((case, title), 0), b.get((case, title), 0), heads[(case, title)])
-            for case, title in sorted(set(a) | set(b)) if a.get((case, title), 0) != b.get((case, title), 0)]
+        key = (s["test"], s["title"] + (" | " + s["message"] if s["message"] else ""))
+        heads.setdefault(key, s["head"])
+        known[key] = known.get(key, False) or s["known"]
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, 0) != b.get(k, 0)]
+    keys.sort(key=lambda k: known[k])
+    return [(case, title, a.get((case, title), 0), b.get((case, title), 0), heads[(case, title)],
+             known[(case, title)]) for case, title in keys]
 
 
 def verdict_changes(base, other):
@@ -47,19 +52,26 @@ def verdict_changes(base, other):
     return out
 
 
+def nondeterministic(out):
+    """The cases compare-traces does not compare (they race by design), from a run's traces.json."""
+    doc = json.loads(read_text(os.path.join(out, "traces.json"), "{}") or "{}")
+    return {c.get("name") for c in doc.get("cases") or [] if c.get("verdict") == "nondeterministic"}
+
+
 def document(base_dir, other_dir):
     """The comparison as a dict (compare.json)."""
     base, other = runner.load_summary(base_dir), runner.load_summary(other_dir)
+    nondet = nondeterministic(base_dir) | nondeterministic(other_dir)
     changed, only_a, only_b = traces.compare_dirs(os.path.join(base_dir, "dmirror-traces"),
-                                                  os.path.join(other_dir, "dmirror-traces"))
+                                                  os.path.join(other_dir, "dmirror-traces"), nondet)
     return {
         "base": {k: base.get(k) for k in ("cell", "release", "thp", "test_hmm", "profile")},
         "with": {k: other.get(k) for k in ("cell", "release", "thp", "test_hmm", "profile")},
         "verdicts": [dict(zip(("suite", "case", "before", "after"), v, strict=True))
                      for v in verdict_changes(base, other)],
-        "commands": {case: diffs for case, diffs in changed.items()},
+        "commands": {case: diffs for case, diffs in changed.items()}, "not_compared": sorted(nondet),
         "traces_only_in_base": only_a, "traces_only_in_with": only_b,
-        "splats": [dict(zip(("case", "splat", "base", "with", "head"), s, strict=True))
+        "splats": [dict(zip(("case", "splat", "base", "with", "head", "known"), s, strict=True))
                    for s in one_side_splats(base, other)],
         "times": {"base": base.get("times"), "with": other.get("times")},
         "unload": {"base": base.get("unload"), "with": other.get("unload")},
@@ -78,21 +90,25 @@ def markdown(doc):
         lines.append("None.")
     lines += ["", "## Commands whose result changed (dmirror's traces, kernel against kernel)", ""]
     if doc["commands"]:
-        lines += ["| case | command | field | before | after |", "|---|---|---|---|---|"]
+        lines += ["| case | command | changed | before | after |", "|---|---|---|---|---|"]
         for case, diffs in doc["commands"].items():
             for d in diffs:
-                lines.append(f"| {case} | #{d['index']} `{d['command']}` | {d['field']} | "
+                lines.append(f"| {case} | #{d['index']} `{d['command']}` | {', '.join(d['fields'])} | "
                              f"`{d['before']}` | `{d['after']}` |")
     else:
         lines.append("None.")
+    if doc.get("not_compared"):
+        lines += ["", "Not compared (they race by design): " + ", ".join(doc["not_compared"])]
     for side, key in (("base", "traces_only_in_base"), ("with", "traces_only_in_with")):
         if doc[key]:
             lines += ["", f"Traced only in {side}: " + ", ".join(doc[key])]
     lines += ["", "## Splats on one side only", ""]
     if doc["splats"]:
         for s in doc["splats"]:
-            lines.append(f"- {s['case']}: {s['splat']} (base x{s['base']}, with x{s['with']})")
-            lines += ["      " + x for x in s["head"][:4]]
+            lines.append(f"- {s['case']}: {s['splat']} (base x{s['base']}, with x{s['with']})"
+                         f"{' [known]' if s['known'] else ' [NEW]'}")
+            if not s["known"]:
+                lines += ["      " + x for x in s["head"][:4]]
     else:
         lines.append("None.")
     tb, tw = doc["times"]["base"] or {}, doc["times"]["with"] or {}

@@ -161,7 +161,7 @@ def findings(results, rows, disagree, grouped, run_flags):
             first = first or next((s for suite in ("kselftest", "dmirror")
                                    for s in grouped.get(f"{suite}:{n}", [])), None)
             out[n] = {"case": n, "kinds": kinds,
-                      "splat": "\n".join(first["text"].splitlines()[:6]) if first else "",
+                      "splat": "\n".join(first["head"]) if first else "",
                       "splat_known": bool(first and first["known"]),
                       "repro": repro_command(run_flags, n), "repro_prefix": prefix_command(run_flags, n)}
     # splats outside any case (boot, insmod, rmmod) are findings of the lab step
@@ -170,7 +170,7 @@ def findings(results, rows, disagree, grouped, run_flags):
             new = [s for s in ss if not s["known"] and not s["after_fault"]]
             if new:
                 out[test] = {"case": test, "kinds": [f"{len(new)} new splat(s): {new[0]['title']}"],
-                             "splat": "\n".join(new[0]["text"].splitlines()[:6]),
+                             "splat": "\n".join(new[0]["head"]),
                              "repro": "scripts/lab run " + " ".join(run_flags) + " --only '^$'"}
     return list(out.values())
 
@@ -357,7 +357,7 @@ def report(ctx):
         "splat_list": [{"test": s["test"], "title": s["title"], "message": s["message"],
                         "known": bool(s["known"]), "fatal": s["fatal"], "line": s["line"],
                         "after_fault": s["after_fault"],
-                        "head": s["text"].splitlines()[:6]} for s in found],
+                        "head": s["head"]} for s in found],
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)

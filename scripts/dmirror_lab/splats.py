@@ -85,9 +85,12 @@ def find_splats(lines):
                     break
                 j += 1
             text = "\n".join(strip_ts(x) for x in lines[max(0, start - 2):j + 1])
+            # its first lines as a person reads them: from "cut here" for a WARN, else the title
+            head_from = start - 2 if message else (i if title != line else start)
             splats.append({"title": normalise(title), "message": message.strip(), "text": text,
                            "test": current, "line": start + 1, "after_end": after_end,
-                           "fatal": bool(FATAL.match(title)), "boot": boot})
+                           "fatal": bool(FATAL.match(title)), "boot": boot,
+                           "head": [strip_ts(x) for x in lines[max(0, head_from):j + 1][:6]]})
             i = j if j > i else i + 1
             continue
         i += 1

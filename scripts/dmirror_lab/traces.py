@@ -70,39 +70,39 @@ def outcome_text(c):
 
 
 def compare_case(a, b):
-    """The differences between two traces of one case, each
-    {"index": 1-based command index, "command": identity, "field", "before", "after"};
-    a command sequence that diverges gives one entry with field "command" and stops there."""
+    """The commands of one case whose result differs between two traces, each
+    {"index": 1-based command index, "command": identity, "fields": [changed
+    result fields], "before": outcome, "after": outcome}; a command sequence that
+    diverges gives one entry with fields ["command"] and stops there."""
     (ca, enda), (cb, endb) = a, b
     out = []
     for i, (x, y) in enumerate(zip(ca, cb, strict=False), 1):
         if identity(x) != identity(y):
-            out.append({"index": i, "command": identity(x), "field": "command",
+            out.append({"index": i, "command": identity(x), "fields": ["command"],
                         "before": identity(x), "after": identity(y)})
             return out
-        for f in RESULT_FIELDS:
-            if x[f] != y[f]:
-                out.append({"index": i, "command": identity(x), "field": f,
-                            "before": x[f] if x[f] is not None else "-",
-                            "after": y[f] if y[f] is not None else "-"})
+        fields = [f for f in RESULT_FIELDS if x[f] != y[f]]
+        if fields:
+            out.append({"index": i, "command": identity(x), "fields": fields,
+                        "before": outcome_text(x), "after": outcome_text(y)})
     if len(ca) != len(cb):
         i = min(len(ca), len(cb)) + 1
         longer = ca if len(ca) > len(cb) else cb
-        out.append({"index": i, "command": identity(longer[i - 1]), "field": "command",
+        out.append({"index": i, "command": identity(longer[i - 1]), "fields": ["command"],
                     "before": identity(ca[i - 1]) if len(ca) >= i else "(trace ends)",
                     "after": identity(cb[i - 1]) if len(cb) >= i else "(trace ends)"})
     if enda != endb:
-        out.append({"index": len(ca) + 1, "command": "end", "field": "end",
+        out.append({"index": len(ca) + 1, "command": "end", "fields": ["end"],
                     "before": enda or "-", "after": endb or "-"})
     return out
 
 
-def compare_dirs(a, b):
+def compare_dirs(a, b, skip=()):
     """({case: [differences]} for the cases traced on both sides, [cases only in a],
-    [cases only in b])."""
+    [cases only in b]); skip: cases not compared (nondeterministic by design)."""
     def names(d):
         return {f[:-6] for f in os.listdir(d) if f.endswith(".trace")} if os.path.isdir(d) else set()
-    na, nb = names(a), names(b)
+    na, nb = names(a) - set(skip), names(b) - set(skip)
     changed = {}
     for n in sorted(na & nb):
         diff = compare_case(read_trace(os.path.join(a, n + ".trace")),
