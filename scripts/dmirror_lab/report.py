@@ -106,8 +106,19 @@ def unload_status(res, test_hmm, last_ended):
             [f"rmmod test_hmm failed {tries} times ({last[0]}; {refs[0]}); see {res}/rmmod.txt"])
 
 
-def module_problems(res, test_hmm, coherent):
+def module_problems(res, test_hmm, coherent, spm=None):
+    """Problems with loading test_hmm: the reserved RAM, insmod, and for a built-in
+    test_hmm the spm addresses it took from the command line (spm: the two expected)."""
     problems = []
+    if test_hmm == "y" and coherent and spm:
+        got = read_text(os.path.join(res, "builtin-spm.txt"), "").split()
+        try:
+            values = tuple(int(x, 0) for x in got)
+        except ValueError:
+            values = ()
+        if values != tuple(spm):
+            problems.append(f"the built-in test_hmm has spm_addr_dev0/1 {' '.join(got) or 'unset'}, "
+                            f"not {spm[0]:#x} {spm[1]:#x} from the command line")
     spm_ok = os.path.join(res, "spm.ok")
     if coherent and os.path.exists(spm_ok) and read_text(spm_ok).strip() != "1":
         problems.append("the memory for the coherent devices is not reserved RAM in the guest "
@@ -277,7 +288,7 @@ def report(ctx):
     if cell.coherent and coh_skipped:
         problems.append(f"the device-coherent variant was skipped ({len(coh_skipped)} cases): "
                         "test_hmm has no coherent devices; see notes above and kernel.log")
-    problems += module_problems(ctx.boots[0].results, cell.test_hmm, cell.coherent)
+    problems += module_problems(ctx.boots[0].results, cell.test_hmm, cell.coherent, getattr(ctx, "spm", None))
     unload, unload_line, unload_problems = unload_status(res, cell.test_hmm, last.ended)
     problems += unload_problems
     say(unload_line)

@@ -133,7 +133,8 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
                     else "traces: not recorded (--no-trace)")
     ctx = types.SimpleNamespace(out=out, cell=cell, label=label, info=info, boots=boot_list, notrun=notrun,
                                 names=names, dmirror_status=dstatus, dmirror_ok=dok,
-                                trace_status=trace_status, run_flags=run_flags(args, cell), trace=trace)
+                                trace_status=trace_status, run_flags=run_flags(args, cell), trace=trace,
+                                spm=(spm0, spm1))
     status, summary = report.report(ctx)
     if getattr(args, "record_traces", False) and trace and not args.only and not upto:
         dest, n = record_traces(cell, release, kernel_traces)

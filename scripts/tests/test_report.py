@@ -134,6 +134,16 @@ class Unload(unittest.TestCase):
         self.assertEqual(report.unload_status(res, "m", "fault")[0::2], ("not tried", []))
         self.assertEqual(len(report.unload_status(res, "m", "early")[2]), 1)
 
+    def test_a_built_in_test_hmm_must_have_taken_the_cmdline_s_addresses(self):
+        res = self.copy()
+        spm = (0x120000000, 0x130000000)
+        write(res, "builtin-spm.txt", "4831838208\n5100273664\n")     # what the 7.3-builtin guest read
+        self.assertEqual(report.module_problems(res, "y", True, spm), [])
+        write(res, "builtin-spm.txt", "0\n0\n")
+        self.assertEqual(report.module_problems(res, "y", True, spm),
+                         ["the built-in test_hmm has spm_addr_dev0/1 0 0, not 0x120000000 0x130000000 from "
+                          "the command line"])
+
     def test_spm_and_insmod(self):
         res = self.copy()
         write(res, "spm.ok", "0\n")
