@@ -13,6 +13,7 @@
 # Settings come from /lab/config (written by scripts/lab):
 #   LAB_MODE=run|shell  LAB_SPM0=0x... LAB_SPM1=0x...  LAB_TEST_HMM=m|y
 #   LAB_TEST_TIMEOUT=<seconds per C case>  LAB_TRACE=0|1  LAB_THP=<the cell's THP mode>
+#   LAB_C_WHOLE=0|1 (1: the C suite's harness has no -r, so hmm-tests runs once)
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/lab
@@ -158,7 +159,42 @@ stuck_tasks() {
 # ------------------------------------------------------ the kernel's C suite
 # One process per case, as kselftest runs them: markers in the kernel log, the
 # case's TAP in NAME.out, `name rc t0 t1` (guest uptime) in kselftest.rc.
-if [ -s /share/todo/kselftest ]; then
+#
+# A harness without -r (6.1) runs every case in one process: its output is cut into
+# cases here, at each "#  RUN" line and the result line after it. The harness flushes
+# stdout before it forks each case, so a RUN line arrives as its case starts and the
+# previous case's result arrives after that case's process was reaped.
+run_whole_suite() {
+	cur=""
+	/lab/hmm-tests 2>&1 < /dev/null | while IFS= read -r line; do
+		case "$line" in
+		"#  RUN           "*)
+			cur=${line#"#  RUN           "}; cur=${cur% ...}
+			t0=$(uptime_s)
+			kmsg "BEGIN kselftest $cur"
+			: > "$R/kselftest/$cur.out" ;;
+		esac
+		[ -n "$cur" ] && echo "$line" >> "$R/kselftest/$cur.out"
+		case "$line" in
+		"ok "*"# SKIP"*) rc=4 ;;
+		"ok "*) rc=0 ;;
+		"not ok "*) rc=1 ;;
+		*) continue ;;
+		esac
+		[ -n "$cur" ] || continue
+		kmsg "END kselftest $cur rc=$rc"
+		echo "$cur $rc $t0 $(uptime_s)" >> "$R/kselftest.rc"
+		died && stop_boot "fault kselftest $cur"
+		cur=""
+	done
+}
+
+if [ -s /share/todo/kselftest ] && [ "$LAB_C_WHOLE" = 1 ]; then
+	n=$(grep -c . /share/todo/kselftest)
+	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
+	run_whole_suite
+	kmsg "SUITE kselftest end uptime=$(uptime_s)"
+elif [ -s /share/todo/kselftest ]; then
 	n=$(grep -c . /share/todo/kselftest)
 	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
 	while read -r name; do

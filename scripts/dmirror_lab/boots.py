@@ -71,14 +71,17 @@ def finished(boot):
             "dmirror": {n for n in cases if boot.valid("dmirror", n)}}
 
 
-def next_todo(boot, done):
+def next_todo(boot, done, c_resumable=True):
     """The todo of the boot after `boot`: every case of its todo without a result,
     except the one the fault or hang hit (its finding is recorded); None when
-    there is no next boot (the guest finished, or nothing is left)."""
+    there is no next boot (the guest finished, or nothing is left). A C suite
+    whose harness cannot start at a given case (no -r: 6.1) is not resumed."""
     if boot.ended == "done":
         return None
     rest = {s: [n for n in boot.todo.get(s, []) if n not in done.get(s, set())
                 and (s, n) != boot.faulted] for s in guest.SUITES}
+    if not c_resumable:
+        rest["kselftest"] = []
     if not any(rest.values()):
         return None
     if boot.ended == "early" and rest == {s: list(boot.todo.get(s, [])) for s in guest.SUITES}:
@@ -162,13 +165,15 @@ def suite_times(log_text):
     return times
 
 
-def merge(boots, notrun):
+def merge(boots, notrun, c_resumable=True):
     """{suite: {case: result}} over every boot: a case's result is from the boot it
-    ran in; the case a fault or hang hit is "crash" with the fault's line."""
+    ran in; the case a fault or hang hit is "crash" with the fault's line. With a
+    C harness that cannot resume, the C cases after a fault are "not run"."""
     results = {s: {} for s in guest.SUITES}
     for b in boots:
         for name, r in guest.kselftest_results(b.results).items():
-            if b.valid("kselftest", name):
+            # a harness without -r runs every case; only those planned count
+            if b.valid("kselftest", name) and name in b.todo.get("kselftest", []):
                 results["kselftest"][name] = {**r, "boot": b.number}
         _, cases, _ = guest.dmirror_results(b.results)
         for name, r in cases.items():
@@ -185,7 +190,11 @@ def merge(boots, notrun):
     for suite in guest.SUITES:
         planned = list(boots[0].todo.get(suite, [])) if boots else []
         for name in planned:
-            if name not in results[suite]:
+            if name not in results[suite] and suite == "kselftest" and not c_resumable:
+                results[suite][name] = {"verdict": "not run", "secs": 0,
+                                        "detail": "after a kernel fault: this tree's harness has no -r to "
+                                                  "start at the next case"}
+            elif name not in results[suite]:
                 last = boots[-1]
                 results[suite][name] = {"verdict": "error", "secs": 0, "boot": last.number,
                                         "detail": f"no result (boot {last.number} ended: {last.ended}"
@@ -197,7 +206,8 @@ def merge(boots, notrun):
 
 # ------------------------------------------------------------------ booting
 
-def run_boots(out, guest_settings, info, dmirror_path, todo, config, hang_after, timeout_min):
+def run_boots(out, guest_settings, info, dmirror_path, todo, config, hang_after, timeout_min,
+              c_resumable=True):
     """Boot until the plan is done; returns the boots. Each boot gets its own folder
     out/guest/boot-N (console.log, qemu.log, and the share: todo/, results/)."""
     gdir = os.path.join(out, "guest")
@@ -233,7 +243,7 @@ def run_boots(out, guest_settings, info, dmirror_path, todo, config, hang_after,
                 f"{': ' + why if why else ''}")
         if b.after_fault:
             say(f"guest: {len(b.after_fault)} case(s) began after the fault; they run again")
-        todo = next_todo(b, finished(b))
+        todo = next_todo(b, finished(b), c_resumable)
         if todo is not None:
             say(f"guest: a fresh boot goes on with the {sum(len(v) for v in todo.values())} cases left")
     return boots

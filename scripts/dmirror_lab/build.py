@@ -87,6 +87,13 @@ def selftests_dir(tree):
                    "that has the HMM selftest")
 
 
+def harness_filters(tree):
+    """Whether the tree's kselftest harness takes -l and -r (the harness of 6.1 runs
+    every case, whatever its arguments)."""
+    header = os.path.join(tree, "tools", "testing", "selftests", "kselftest_harness.h")
+    return "case 'l':" in read_text(header, "") and "case 'r':" in read_text(header, "")
+
+
 def hmm_tests_sources(mm, read=None):
     """hmm-tests.c and the helpers it needs, found as its Makefile would link them
     but per test: every X.c in mm whose X.h an included file includes, transitively

@@ -15,10 +15,12 @@ from .common import read_text
 SUITES = ("kselftest", "dmirror")
 
 
-def config_text(mode, spm0, spm1, test_hmm, test_timeout, trace, thp):
-    """/lab/config, which /init sources."""
+def config_text(mode, spm0, spm1, test_hmm, test_timeout, trace, thp, c_whole=False):
+    """/lab/config, which /init sources. c_whole: the C suite's harness has no -r (6.1),
+    so hmm-tests runs once and /init cuts its output into cases."""
     return (f"LAB_MODE={mode}\nLAB_SPM0={spm0:#x}\nLAB_SPM1={spm1:#x}\nLAB_TEST_HMM={test_hmm}\n"
-            f"LAB_TEST_TIMEOUT={test_timeout}\nLAB_TRACE={1 if trace else 0}\nLAB_THP={thp}\n")
+            f"LAB_TEST_TIMEOUT={test_timeout}\nLAB_TRACE={1 if trace else 0}\nLAB_THP={thp}\n"
+            f"LAB_C_WHOLE={1 if c_whole else 0}\n")
 
 
 def prepare_share(share, todo):
@@ -66,6 +68,25 @@ def kselftest_names(listing):
             tests.append(t)
     flush()
     return names
+
+
+DECL = re.compile(r"^(FIXTURE|FIXTURE_VARIANT_ADD|TEST_F|TEST_F_TIMEOUT)\(\s*(\w+)\s*(?:,\s*(\w+))?", re.M)
+
+
+def kselftest_names_from_source(text):
+    """fixture.variant.test names in run order from hmm-tests.c itself, for a harness
+    without -l: fixtures in the order they are declared, each one's variants crossed
+    with its tests, both in declaration order (the harness's constructors append)."""
+    fixtures, variants, tests = [], {}, {}
+    for kind, a, b in DECL.findall(text):
+        if kind == "FIXTURE":
+            fixtures.append(a)
+        elif kind == "FIXTURE_VARIANT_ADD":
+            variants.setdefault(a, []).append(b)
+        else:
+            tests.setdefault(a, []).append(b)
+    return [f"{f}.{v}.{t}" if v else f"{f}.{t}"
+            for f in fixtures for v in variants.get(f, [None]) for t in tests.get(f, [])]
 
 
 # ------------------------------------------------------------ results of one boot

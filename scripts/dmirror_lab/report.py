@@ -224,7 +224,7 @@ def report(ctx):
         f.write(splats.splats_txt(found))
     grouped = splats.by_test(found)
 
-    results = boots_mod.merge(ctx.boots, ctx.notrun)
+    results = boots_mod.merge(ctx.boots, ctx.notrun, getattr(ctx, "c_resumable", True))
     cres, dres = results["kselftest"], results["dmirror"]
     corder = [n for n in ctx.names["kselftest"] if n in cres]
     dorder = [n for n in ctx.names["dmirror"] if n in dres]

@@ -17,8 +17,16 @@ from .common import REPO, LabError, fmt_secs, read_text, say
 TRACES = os.path.join(REPO, "Tests", "KernelTraces")
 
 
-def list_kselftest(hmm_tests):
-    """The C suite's case names from `hmm-tests -l` (it only prints its table)."""
+def list_kselftest(hmm_tests, tree=None):
+    """The C suite's case names: from `hmm-tests -l` (it only prints its table), or,
+    when the tree's harness has no -l (it would run every case), from hmm-tests.c."""
+    if tree and not build.harness_filters(tree):
+        names = guest.kselftest_names_from_source(
+            read_text(os.path.join(build.selftests_dir(tree), "hmm-tests.c"), ""))
+        if not names:
+            raise LabError(f"found no TEST_F in {tree}'s hmm-tests.c; pass a Linux tree with the HMM "
+                           "selftest")
+        return names
     try:
         r = subprocess.run([hmm_tests, "-l"], check=False, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -112,7 +120,9 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
     else:
         dok = True
     say(dstatus)
-    names = {"kselftest": list_kselftest(info["hmm_tests"]), "dmirror": list_dmirror(dmirror_path)}
+    c_whole = not build.harness_filters(info["tree"])
+    names = {"kselftest": list_kselftest(info["hmm_tests"], info["tree"]),
+             "dmirror": list_dmirror(dmirror_path)}
     upto = getattr(args, "upto", None)
     if upto and upto not in names["kselftest"] + names["dmirror"]:
         raise LabError(f"--upto {upto}: no such case; `dmirror list` shows every name")
@@ -122,10 +132,13 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
     settings = guest_settings(args, cell)
     spm0, spm1, _ = qemu.spm_layout(settings.mem)
     trace = not args.no_trace
-    config = guest.config_text("run", spm0, spm1, cell.test_hmm, args.test_timeout, trace, cell.thp)
+    if c_whole and (args.only or upto):
+        say("kselftest: this tree's harness has no -r: hmm-tests runs every case, the lab keeps "
+            "the ones asked for")
+    config = guest.config_text("run", spm0, spm1, cell.test_hmm, args.test_timeout, trace, cell.thp, c_whole)
     boot_list = boots.run_boots(out, settings, info, dmirror_path, todo, config, args.hang_after,
-                                args.timeout)
-    results = boots.merge(boot_list, notrun)
+                                args.timeout, c_resumable=not c_whole)
+    results = boots.merge(boot_list, notrun, not c_whole)
     kernel_traces = merge_traces(boot_list, results, os.path.join(out, "dmirror-traces"))
     release = guest.kernel_release(boot_list[0].results) or info.get("release")
     thp = guest.guest_thp(boot_list[0].results)
@@ -134,7 +147,7 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
     ctx = types.SimpleNamespace(out=out, cell=cell, label=label, info=info, boots=boot_list, notrun=notrun,
                                 names=names, dmirror_status=dstatus, dmirror_ok=dok,
                                 trace_status=trace_status, run_flags=run_flags(args, cell), trace=trace,
-                                spm=(spm0, spm1))
+                                spm=(spm0, spm1), c_resumable=not c_whole)
     status, summary = report.report(ctx)
     if getattr(args, "record_traces", False) and trace and not args.only and not upto:
         dest, n = record_traces(cell, release, kernel_traces)
@@ -146,6 +159,7 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
         json.dump({"cell": cell.name, "label": label, "info": info, "dmirror": dmirror_path,
                    "dmirror_status": dstatus, "dmirror_ok": dok, "trace_status": trace_status,
                    "names": names, "notrun": notrun, "trace": trace, "run_flags": ctx.run_flags,
+                   "spm": [spm0, spm1], "c_resumable": not c_whole,
                    "boots": [dataclasses.asdict(b) for b in boot_list],
                    "args": {k: v for k, v in vars(args).items() if k != "func"}}, f, indent=1)
     say(f"cell {label}: {'OK' if status == 0 else 'FAIL'} in {fmt_secs(time.time() - t0)}")
@@ -166,7 +180,8 @@ def report_again(out):
                                 info=saved["info"], boots=boot_list, notrun=saved["notrun"],
                                 names=saved["names"], dmirror_status=saved["dmirror_status"],
                                 dmirror_ok=saved["dmirror_ok"], trace_status=saved["trace_status"],
-                                run_flags=saved["run_flags"], trace=saved["trace"])
+                                run_flags=saved["run_flags"], trace=saved["trace"], spm=saved.get("spm"),
+                                c_resumable=saved.get("c_resumable", True))
     return report.report(ctx)[0]
 
 

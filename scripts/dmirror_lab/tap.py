@@ -8,11 +8,19 @@ RESULT_LINE = re.compile(r"^(not ok|ok) \d+ (\S+)(.*)$")
 FRAMING = re.compile(r"^(TAP version|1\.\.\d+$|# (Starting|PASSED|FAILED|Totals))")
 
 
+# before 6.2, ksft_test_result_skip() printed no name: "ok 3 # SKIP reason"
+NAMELESS_SKIP = re.compile(r"^ok \d+ (# SKIP.*)$")
+
+
 def result_line(line, name):
-    """(ok or not ok, the rest after the name) when line is name's result line."""
+    """(ok or not ok, the rest after the name) when line is name's result line (in a
+    case's own output, a result line without a name is that case's)."""
     m = RESULT_LINE.match(line)
     if m and m.group(2) == name:
         return m.group(1), m.group(3)
+    m = NAMELESS_SKIP.match(line)
+    if m:
+        return "ok", " " + m.group(1)
     return None
 
 

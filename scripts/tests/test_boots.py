@@ -65,6 +65,16 @@ class Resume(unittest.TestCase):
         self.assertEqual(nxt, bs[2].todo)
         self.assertIsNone(boots.next_todo(bs[2], boots.finished(bs[2])))
 
+    def test_a_c_harness_without_r_is_not_resumed(self):
+        bs, saved = recorded_boots()
+        nxt = boots.next_todo(bs[0], boots.finished(bs[0]), c_resumable=False)
+        self.assertEqual(nxt, {"kselftest": [], "dmirror": bs[0].todo["dmirror"]})
+        results = boots.merge(bs[:1], saved["notrun"], c_resumable=False)["kselftest"]
+        self.assertEqual(results["hmm.hmm_device_coherent.userfaultfd_read"],
+                         {"verdict": "not run", "secs": 0,
+                          "detail": "after a kernel fault: this tree's harness has no -r to start at "
+                                    "the next case"})
+
     def test_a_boot_that_ran_nothing_is_not_repeated(self):
         todo = {"kselftest": ["a"], "dmirror": ["b"]}
         early = boots.Boot(1, "/nonexistent", todo, "early", None, "the share did not mount")

@@ -13,8 +13,9 @@ class Config(unittest.TestCase):
         self.assertEqual(
             guest.config_text("run", 0x120000000, 0x130000000, "m", 300, True, "madvise"),
             "LAB_MODE=run\nLAB_SPM0=0x120000000\nLAB_SPM1=0x130000000\nLAB_TEST_HMM=m\n"
-            "LAB_TEST_TIMEOUT=300\nLAB_TRACE=1\nLAB_THP=madvise\n",
+            "LAB_TEST_TIMEOUT=300\nLAB_TRACE=1\nLAB_THP=madvise\nLAB_C_WHOLE=0\n",
         )
+        self.assertIn("LAB_C_WHOLE=1\n", guest.config_text("run", 1, 2, "m", 5, True, "madvise", True))
         self.assertIn("LAB_TRACE=0\n", guest.config_text("run", 1, 2, "y", 5, False, "always"))
         self.assertIn("LAB_TEST_HMM=y\n", guest.config_text("run", 1, 2, "y", 5, False, "always"))
         shell = guest.config_text("shell", 1, 2, "m", 5, False, "never")
@@ -38,6 +39,21 @@ class Listing(unittest.TestCase):
         self.assertEqual(names[-1], "hmm2.hmm2_device_coherent.double_map")
         self.assertIn("hmm.hmm_device_private.benchmark_thp_migration", names)
         self.assertFalse(any(n.startswith("global") for n in names))
+
+    def test_from_the_source_for_a_harness_without_l(self):
+        # the declaration lines of linux-source-6.1's selftests/vm/hmm-tests.c, in file order
+        names = guest.kselftest_names_from_source(read("hmm-tests-6.1-declarations.c"))
+        self.assertEqual(len(names), 58)
+        self.assertEqual(names[:2], ["hmm.hmm_device_private.open_close", "hmm.hmm_device_private.anon_read"])
+        # hmm2's tests are declared among hmm's, but run after all of hmm's
+        self.assertEqual(names[-6:], [f"hmm2.hmm2_device_{v}.{t}" for v in ("private", "coherent")
+                                      for t in ("migrate_mixed", "snapshot", "double_map")])
+        # on 7.3 it gives what `hmm-tests -l` prints
+        seven = "\n".join(f"TEST_F(hmm, {n.split('.')[-1]})" for n in guest.kselftest_names(
+            read("listing-7.3.txt"))[:36])
+        got = guest.kselftest_names_from_source("FIXTURE(hmm)\nFIXTURE_VARIANT_ADD(hmm, a)\n" + seven)
+        self.assertEqual([n.split(".")[-1] for n in got],
+                         [n.split(".")[-1] for n in guest.kselftest_names(read("listing-7.3.txt"))[:36]])
 
     def test_a_fixture_without_variants(self):
         listing = ("# FIXTURE            VARIANT                   TEST\n"
