@@ -43,11 +43,14 @@ let package = Package(
         .target(name: "Harness", dependencies: ["ABI", "MachineInterface", "Syscalls", system]),
         // The ported hmm-tests cases, their buffers, the kernel findings.
         .target(name: "Suite", dependencies: ["ABI", "MachineInterface", "Harness"]),
+        // Concurrent scenarios and schedule exploration: random and bounded-preemption schedules,
+        // each in a process of its own; distinct outcomes and the checkers' reports.
+        .target(name: "Explore", dependencies: ["ABI", "MachineInterface", "Syscalls", "Harness", system]),
         // The executable: the only place that knows both backends.
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite",
+                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Explore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"
@@ -55,7 +58,8 @@ let package = Package(
         .testTarget(
             name: "DmirrorTests",
             // dmirror: the tests spawn the built executable (a build-order dependency, not imported).
-            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", system],
+            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Explore",
+                           system],
             path: "Tests/DmirrorTests"
         ),
     ],
