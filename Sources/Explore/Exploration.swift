@@ -45,9 +45,11 @@ public struct Tally: Sendable {
 }
 
 extension Explorer {
-    /// `count` random schedules from `seed` (see `randomPolicy`).
-    public func random(count: Int, seed: UInt64, into tally: inout Tally, progress: (Int) -> Void = { _ in }) {
+    /// `count` random schedules from `seed` (see `randomPolicy`), or fewer if `stop` says so.
+    public func random(count: Int, seed: UInt64, into tally: inout Tally, progress: (Int) -> Void = { _ in },
+                       stop: (Tally) -> Bool = { _ in false }) {
         for index in 0..<count {
+            if stop(tally) { return }
             tally.add(run(Explorer.randomPolicy(seed: seed, index: index)))
             tally.randomSchedules += 1
             progress(tally.schedules)
@@ -57,10 +59,12 @@ extension Explorer {
     /// Every schedule with at most `bound` preemptions (a switch away from a task
     /// that could have gone on; a switch where the running task blocks is free), up to
     /// `limit` schedules. Depth first from the schedule that never preempts.
-    public func bounded(preemptions bound: Int, limit: Int, into tally: inout Tally, progress: (Int) -> Void = { _ in }) {
+    public func bounded(preemptions bound: Int, limit: Int, into tally: inout Tally, progress: (Int) -> Void = { _ in },
+                        stop: (Tally) -> Bool = { _ in false }) {
         var pending: [[Int]] = [[]]
         var ran = 0
         while let prefix = pending.popLast() {
+            if stop(tally) { return }
             guard ran < limit else {
                 tally.boundedIncomplete = true
                 return

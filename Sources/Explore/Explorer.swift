@@ -105,7 +105,7 @@ public struct Explorer: Sendable {
         // The state the run left: stale mappings, unended invalidations (skipped when stuck:
         // the tasks that hold the locks the introspection would take never run again).
         if stuck == nil {
-            reports += (model?.invariantViolations() ?? []).map { CheckerReport(kind: "invariant", text: $0) }
+            reports += model?.invariantReports() ?? []
         }
         let text = ChildChannel.encode(outcome: outcome, reports: reports, decisions: model?.scheduleDecisions() ?? [])
         try? Sys.writeAll(out, text)

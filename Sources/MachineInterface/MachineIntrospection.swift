@@ -17,6 +17,9 @@ public protocol MachineIntrospection: AnyObject {
     /// count disagrees with the page tables, an invalidation still in flight.
     func invariantViolations() -> [String]
 
+    /// The same violations as reports, each of the checker it belongs to.
+    func invariantReports() -> [CheckerReport]
+
     /// Device pages still allocated on each device (minor → pages). After every
     /// file of a device is closed, it must hold none.
     func allocatedDevicePages() -> [Int: Int]

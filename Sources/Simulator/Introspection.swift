@@ -13,6 +13,8 @@ extension SimProcess: MachineIntrospection {
 
     func invariantViolations() -> [String] { kernel.invariantViolations() }
 
+    func invariantReports() -> [CheckerReport] { kernel.invariantReports() }
+
     func scheduleDecisions() -> [ScheduleDecision] { kernel.scheduler.decisions }
 
     func checkerReports() -> [CheckerReport] {
@@ -82,15 +84,20 @@ extension MMStruct {
 
 extension SimKernel {
     /// Every invariant the state breaks now, one line each.
-    func invariantViolations() -> [String] {
-        var problems: [String] = []
+    func invariantViolations() -> [String] { invariantReports().map(\.text) }
+
+    /// The same, each with the checker it belongs to.
+    func invariantReports() -> [CheckerReport] {
         let mms = liveMMs()
+        var reports: [CheckerReport] = []
         for mm in mms {
-            problems += mm.notifierSubscriptions.quiescentViolations().map { "mm: " + $0 }
+            reports += mm.notifierSubscriptions.quiescentViolations().map {
+                CheckerReport(kind: CheckerReports.Kind.unpairedInvalidation.rawValue, text: "mm: " + $0)
+            }
         }
-        problems += staleDeviceMappings()
-        problems += mapCountMismatches(mms)
-        return problems
+        reports += staleDeviceMappings().map { CheckerReport(kind: CheckerReports.Kind.staleMapping.rawValue, text: $0) }
+        reports += mapCountMismatches(mms).map { CheckerReport(kind: "map count", text: $0) }
+        return reports
     }
 
     /// A device page table entry must map what the CPU maps at its address, with no more access.

@@ -31,6 +31,8 @@ final class SimTask: @unchecked Sendable {
     var killed = false
     /// Set when the task blocks, to what it waits for (a deadlock report names it).
     var waitingFor = ""
+    /// A wake-up reached the task since it last went on a wait queue.
+    fileprivate var woken = false
     fileprivate let baton: UnsafeMutablePointer<sem_t>
     fileprivate var body: (() -> Void)?
     fileprivate var queues: [WaitQueue] = []
@@ -68,8 +70,12 @@ final class WaitQueue: @unchecked Sendable {
     /// wake_up_all(): every waiter becomes runnable and checks its condition again.
     func wakeAll() {
         guard !waiters.isEmpty else { return }
-        for task in waiters { scheduler.makeRunnable(task) }
+        let woken = waiters
         waiters.removeAll()
+        for task in woken {
+            task.woken = true
+            scheduler.makeRunnable(task)
+        }
     }
 }
 
@@ -233,19 +239,29 @@ final class Scheduler: @unchecked Sendable {
         wait(on: [], site, reason: "sleeping until step \(wake)") { steps >= wake }
     }
 
-    /// Blocks the running task on `queues` until `ready()` holds.
+    /// Blocks the running task on `queues` until `ready()` holds: wait_event(). The
+    /// task is on the queues before it reads the condition (prepare_to_wait()), so a
+    /// wake-up that comes while `ready()` itself passes a scheduling point (it may take
+    /// a lock) is not lost: the task reads the condition again instead of sleeping.
     func wait(on queues: [WaitQueue], _ site: StaticString, reason: @autoclosure () -> String, until ready: () -> Bool) {
-        while !ready() {
-            reports.lockdep.willSleep(current, site)
-            let task = current
+        let task = current
+        while true {
+            task.woken = false
+            for queue in queues where !queue.waiters.contains(where: { $0 === task }) { queue.waiters.append(task) }
+            task.queues = queues
+            if ready() {
+                // finish_wait()
+                for queue in queues { queue.waiters.removeAll { $0 === task } }
+                task.queues = []
+                return
+            }
+            if task.woken { continue }
+            reports.lockdep.willSleep(task, site)
             task.state = .blocked(reason())
             task.waitingFor = reason()
             runnableCount -= 1
-            for queue in queues { queue.waiters.append(task) }
-            task.queues = queues
             guard let next = choose(currentRunnable: false) else { onDeadlock(deadlockReport()) }
             switchTo(next)
-            task.queues = []
         }
     }
 
