@@ -26,6 +26,9 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: "How many scenarios.")
     var count: Int = 100
 
+    @Option(help: "The first scenario's index (scenario i of a seed is the same in any run: --first 7 --count 1 makes fuzz-SEED-7 again).")
+    var first: Int = 0
+
     @Option(help: "Operations per scenario (besides its setup).")
     var length: Int = 20
 
@@ -40,6 +43,9 @@ struct FuzzCommand: ParsableCommand {
 
     @Option(name: .customLong("shrink-limit"), help: "Most failing scenarios to shrink.")
     var shrinkLimit: Int = 5
+
+    @Option(help: ArgumentHelp("Seconds a scenario may run before it counts as hung.", valueName: "SECONDS"))
+    var timeout: Double = 10
 
     @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 is test_hmm's and opens, else the simulator.")
     var backend: BackendChoice = .auto
@@ -60,6 +66,8 @@ struct FuzzCommand: ParsableCommand {
     func validate() throws {
         guard (1...10_000_000).contains(count) else { throw ValidationError("--count must be 1 to 10000000 (got \(count))") }
         guard (1...1000).contains(length) else { throw ValidationError("--length must be 1 to 1000 (got \(length))") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard first >= 0 else { throw ValidationError("--first must be at least 0") }
         guard maxShrink >= 0 else { throw ValidationError("--max-shrink must be at least 0") }
         if writeAll && out == nil { throw ValidationError("--write-all needs --out DIR") }
         if backend == .kernel && simulator.given {
@@ -74,8 +82,10 @@ struct FuzzCommand: ParsableCommand {
         if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
         let options = ScenarioRunOptions(checks: true,
-                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers())
-        let runner = FuzzRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), workers: workers,
+                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
+                                         prepareProcess: quietFaults)
+        let runner = FuzzRunner(launcher: CaseLauncher(timeoutOverride: timeout, makeMachine: resolved.makeMachine),
+                                workers: workers,
                                 options: options, backend: resolved.info)
         let generator = ScenarioGenerator(length: length)
         CaseLauncher.forwardInterrupts()
@@ -85,10 +95,10 @@ struct FuzzCommand: ParsableCommand {
         var violations = 0
         let started = Sys.monotonicNanoseconds()
         // Batches keep memory bounded (each case's output is held until its batch is reported).
-        var first = 0
+        var next = first
         var printedHeader = false
-        while first < count {
-            let indices = Array(first..<min(first + 1000, count))
+        while next < first + count {
+            let indices = Array(next..<min(next + 1000, first + count))
             var scenarios: [Scenario] = []
             for index in indices {
                 do throws(ScenarioError) {
@@ -105,7 +115,7 @@ struct FuzzCommand: ParsableCommand {
             }
             printedHeader = true
             runner.run(scenarios, reporter: reporter)
-            first += indices.count
+            next += indices.count
         }
         let seconds = Double(Sys.monotonicNanoseconds() - started) / 1e9
         let rate = Double(count) / max(seconds, 1e-9)

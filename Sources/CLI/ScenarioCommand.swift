@@ -72,7 +72,8 @@ struct ScenarioCommand: ParsableCommand {
         let resolved = try ScenarioBackend.resolve(backend, abi: abi, simulator: simulator, needsDriver: usesDevices)
         if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
         let options = ScenarioRunOptions(checks: !noChecks,
-                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers())
+                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
+                                         prepareProcess: quietFaults)
         let cases = scenarios.map { ScenarioCase.make($0, name: $0.name, options: options, emit: scenarioEmit) }
         let reporter = ScenarioReporter(format: format, scenarios: scenarios)
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)

@@ -15,8 +15,9 @@ extension GenModel {
             spec.alignPMD = true
             spec.hugepage = r.chance(85) ? true : (r.chance(50) ? false : nil)
             spec.populate = r.chance(15)
-            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true))
+            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true, group: counter))
             out.append(Statement(.mmap(spec)))
+            out.append(Statement(.store(PageRange(name), randomPattern(&r))))
             return
         case 2:
             kind = .shared
@@ -33,7 +34,7 @@ extension GenModel {
             pages = r.chance(85) ? filePages : filePages + 1 + r.below(4)
             spec = MmapSpec(name: name, pages: pages, source: .file(file))
             spec.shared = r.chance(50)
-            var m = GenMapping(name: name, pages: pages, kind: .file, thp: false)
+            var m = GenMapping(name: name, pages: pages, kind: .file, thp: false, group: counter)
             if pages > filePages { m.mark(filePages, pages - filePages, load: true, store: true) }
             mappings.append(m)
             out.append(Statement(.mmap(spec)))
@@ -43,7 +44,11 @@ extension GenModel {
             kind = .hugetlb
             pages = 512
             spec = MmapSpec(name: name, pages: pages, source: .hugetlb)
-            spec.shared = r.chance(30)
+            spec.shared = true
+            mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, group: counter))
+            out.append(Statement(.mmap(spec)))
+            out.append(Statement(.store(PageRange(name), randomPattern(&r))))
+            return
         case 5:
             kind = .device
             pages = 1 + r.below(4)
@@ -57,7 +62,7 @@ extension GenModel {
         }
         let readOnly = r.chance(5)
         if readOnly { spec.prot = .r }
-        mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, readOnly: readOnly))
+        mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, group: counter, readOnly: readOnly))
         out.append(Statement(.mmap(spec)))
     }
 
@@ -76,10 +81,13 @@ extension GenModel {
     mutating func deviceOp(_ command: RangeCommand, _ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let d = pickDevice(&r) else { return reopenOp(&r, into: &out) }
         guard let m = pickMapping(&r) else { mmapOp(&r, into: &out); return 1 }
+        var command = command
+        if command == .exclusive && coherentGroups.contains(m.group) { command = .snapshot }
         let range = anyRange(&r, m)
         out.append(Statement(.command(command, file: d.name, range: range)))
         switch command {
         case .migrateToDevice:
+            if d.unit >= 2 { coherentGroups.insert(m.group) }
             // Migrated pages are where fork, mremap and another device get interesting.
             if r.chance(25) { followUps.append([.fork, .mremap, .deviceAccess][r.below(3)]) }
         case .exclusive:
@@ -120,8 +128,9 @@ extension GenModel {
 
     /// Opens a device file again (a new name, any unit).
     mutating func reopenOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
+        guard !freeUnits.isEmpty else { return deviceOp(.snapshot, &r, into: &out) }
         let name = newName("d")
-        let unit = r.below(4)
+        let unit = r.element(freeUnits)
         devices.append(GenDevice(name: name, unit: unit, open: true))
         out.append(Statement(.open(file: name, unit: unit)))
         return 1
@@ -173,17 +182,21 @@ extension GenModel {
         guard let m = pickMapping(&r) else { return 0 }
         let advice = [AdviceWord.dontneed, .dontneed, .dontneed, .hugepage, .nohugepage, .free, .collapse, .collapse][r.below(8)]
         var range = anyRange(&r, m)
-        if m.kind == .hugetlb && r.chance(70) { range = PageRange(m.name) }
-        if advice == .dontneed, m.kind == .device, let k = mappings.firstIndex(where: { $0.name == m.name }) {
+        if m.kind == .hugetlb { range = PageRange(m.name) }
+        if advice == .dontneed && (m.kind == .device || m.kind == .hugetlb) { return loadOp(&r, into: &out) }
+        if advice == .dontneed && m.thp {
+            // Never a whole PMD: a read fault would map the huge zero page there.
             let (first, count) = range.resolved(mappingPages: m.pages)
-            mappings[k].mark(first, count, load: true, store: true)
+            let pmd = first / 512 * 512
+            if count >= 512 { range = PageRange(m.name, .span(pmd + 1, min(first + count, pmd + 512))) }
         }
         out.append(Statement(.madvise(range, advice)))
         return 1
     }
 
     mutating func mremapOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
-        guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }), m.kind != .hugetlb else {
+        guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }),
+              m.kind != .hugetlb, m.kind != .device else {
             return 0
         }
         let range = r.chance(60) ? PageRange(m.name) : anyRange(&r, m)
@@ -192,7 +205,7 @@ extension GenModel {
         var spec = MremapSpec(range: range, newName: newName("m"), pages: min(newPages, ScenarioLimits.pages))
         spec.mayMove = r.chance(85)
         if spec.mayMove && spec.pages == count && m.kind == .anon && r.chance(15) { spec.dontUnmap = true }
-        if r.chance(6), let other = mappings.last(where: { $0.name != m.name && $0.kind != .hugetlb }),
+        if r.chance(6), spec.pages >= count, let other = mappings.last(where: { $0.name != m.name && $0.kind != .hugetlb }),
            other.pages >= spec.pages {
             spec.target = PageRange(other.name, .page(0))
             spec.mayMove = true
@@ -201,7 +214,7 @@ extension GenModel {
         }
         // The old range may be gone (moved) or empty; the new one may grow past a shared object's end.
         mappings[k].mark(first, count, load: !spec.dontUnmap, store: !spec.dontUnmap)
-        var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false)
+        var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false, group: m.group)
         for p in 0..<min(count, spec.pages) {
             moved.noLoad[p] = m.noLoad[first + p]
             moved.noStore[p] = m.noStore[first + p]
@@ -209,6 +222,10 @@ extension GenModel {
         if spec.pages > count && (m.kind != .anon) { moved.mark(count, spec.pages - count, load: true, store: true) }
         mappings.append(moved)
         out.append(Statement(.mremap(spec)))
+        if spec.pages > count && m.kind == .anon {
+            out.append(Statement(.store(PageRange(spec.newName, .span(count, spec.pages)), randomPattern(&r))))
+            return 2
+        }
         return 1
     }
 
@@ -216,6 +233,7 @@ extension GenModel {
         // The child sees the parent's names; what it makes ends with it.
         var child = self
         child.followUps.removeAll()
+        for k in child.devices.indices { child.devices[k].inherited = true }
         var body: [Statement] = []
         var used = 1
         if r.chance(30) {
@@ -225,6 +243,8 @@ extension GenModel {
         let steps = 1 + r.below(min(4, max(1, budget - 2)))
         for _ in 0..<steps { used += child.step(&r, into: &body, depth: depth + 1, budget: 1) }
         counter = child.counter
+        // The child's device commands through inherited files moved the parent's pages too.
+        coherentGroups.formUnion(child.coherentGroups)
         out.append(Statement(.fork(body)))
         return used
     }

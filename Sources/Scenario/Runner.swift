@@ -30,10 +30,14 @@ public struct ScenarioRunOptions: Sendable {
     /// where the machine can be looked into (`MachineIntrospection`: the simulator).
     public var checks = true
     public var buffers: any ScenarioBuffers = HeapBuffers()
+    /// Runs first in the scenario's process. The CLI restores the default action of SIGSEGV and
+    /// SIGBUS there: a CPU access that faults is an expected end, not a crash to print a backtrace for.
+    public var prepareProcess: @Sendable () -> Void = {}
 
-    public init(checks: Bool = true, buffers: any ScenarioBuffers = HeapBuffers()) {
+    public init(checks: Bool = true, buffers: any ScenarioBuffers = HeapBuffers(), prepareProcess: @escaping @Sendable () -> Void = {}) {
         self.checks = checks
         self.buffers = buffers
+        self.prepareProcess = prepareProcess
     }
 }
 
@@ -113,6 +117,8 @@ public final class ScenarioRunner {
     let options: ScenarioRunOptions
     var state: RunState!
 
+    static let violationsShown = 8
+
     public init(_ scenario: Scenario, options: ScenarioRunOptions = .init(), emit: @escaping (String) -> Void) {
         self.scenario = scenario
         self.options = options
@@ -123,6 +129,7 @@ public final class ScenarioRunner {
     /// process's exit would) and checks that every device page was freed.
     @discardableResult
     public func run(on machine: any Machine) -> ScenarioSummary {
+        options.prepareProcess()
         state = RunState(pageSize: machine.pageSize)
         let top = ProcessState(machine: machine, values: [:], shadow: ShadowSpace(), depth: 0, parent: nil)
         runBlock(scenario.statements, in: top)
@@ -165,10 +172,13 @@ public final class ScenarioRunner {
         }
     }
 
-    /// Emits violation lines; any stops the run.
+    /// Emits violation lines (the first few: one broken operation can break a thousand pages); any stops the run.
     func report(_ violations: [String], line: Int, depth: Int) {
         guard !violations.isEmpty else { return }
-        for v in violations { emit(ResultLine.violation(line: line, v, depth: depth)) }
+        for v in violations.prefix(Self.violationsShown) { emit(ResultLine.violation(line: line, v, depth: depth)) }
+        if violations.count > Self.violationsShown {
+            emit(ResultLine.violation(line: line, "... and \(violations.count - Self.violationsShown) more", depth: depth))
+        }
         state.summary.violations += violations.count
         state.stopped = true
     }

@@ -42,6 +42,9 @@ extension ScenarioRunner {
         case .store(let range, let pattern):
             return withRange(range, p) { r in
                 let bytes = pattern.bytes(pages: r.first, count: r.count, pageSize: p.pageSize)
+                // A store that faults half way leaves a prefix written, and shared pages outlive the
+                // process (a forked child that dies here): they may hold either until the store is done.
+                for k in 0..<r.count { p.shadow.write(r.vpn + UInt64(k), pageData(pattern, r.first + k), certain: false) }
                 emit(ResultLine.pending(statement, depth: p.depth))
                 bytes.withUnsafeBytes { p.machine.store(r.address, from: $0) }
                 for k in 0..<r.count { p.shadow.write(r.vpn + UInt64(k), pageData(pattern, r.first + k), certain: true) }

@@ -110,8 +110,10 @@ public enum ScenarioOutput {
             lines.append("# ended: timeout\(at)")
             reasons.append("timeout\(at)")
         }
-        for l in lines where l.hasPrefix("! ") { reasons.append(String(l.dropFirst(2)).trimmingSpaces()) }
-        let violations = lines.filter { $0.hasPrefix("! ") }.count
+        let violationLines = lines.filter { $0.hasPrefix("! ") }
+        for l in violationLines.prefix(3) { reasons.append(String(l.dropFirst(2)).trimmingSpaces()) }
+        if violationLines.count > 3 { reasons.append("\(violationLines.count - 3) more violation line(s)") }
+        let violations = violationLines.count
         let lastSeen = lines.compactMap { number($0) }.max() ?? 0
         let unreached = allExpectations(scenario.statements).filter { !seenExpectations.contains($0) }
         if !unreached.isEmpty && reasons.isEmpty {

@@ -144,8 +144,8 @@ final class ShadowSpace {
         case (_, .own(let old)):
             page.state = .own(certain ? new : old.or(new))
         case (_, .viaObject):
-            // COW of a private file page: the copy starts as the file's page.
-            let old = objectContent(page.kind) ?? .unknown
+            // COW of a private file page: the copy starts as the file's page (past its end: SIGBUS, no write).
+            guard let old = objectContent(page.kind) else { return }
             page.state = .own(certain ? new : old.or(new))
         }
         pages[vpn] = page
@@ -153,8 +153,9 @@ final class ShadowSpace {
 
     /// A write fault that copied a private file page without changing it (EXCLUSIVE, MAP_POPULATE).
     func breakCOW(_ vpn: UInt64) {
-        guard var page = pages[vpn], case .filePrivate = page.kind, case .viaObject = page.state else { return }
-        page.state = .own(objectContent(page.kind) ?? .unknown)
+        guard var page = pages[vpn], case .filePrivate = page.kind, case .viaObject = page.state,
+              let content = objectContent(page.kind) else { return }
+        page.state = .own(content)
         pages[vpn] = page
     }
 
