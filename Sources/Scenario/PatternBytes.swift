@@ -27,6 +27,49 @@ extension Pattern {
         }
     }
 
+    /// Whether `bytes` (one page) is page `page` of the pattern, computed word by word without
+    /// making the page (the shadow checks compare every mapped page after every operation).
+    @_optimize(speed)
+    public func matches(page: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        let size = bytes.count
+        guard size % 8 == 0 else {
+            return bytes.elementsEqual(self.bytes(pages: page, count: 1, pageSize: size))
+        }
+        switch self {
+        case .zero, .fill:
+            var byte: UInt8 = 0
+            if case .fill(let b) = self { byte = b }
+            let word = UInt64(byte) &* 0x0101_0101_0101_0101
+            for w in 0..<(size / 8) where bytes.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self) != word { return false }
+            return true
+        case .seq(let base):
+            let words = size / 4
+            let first = UInt32(truncatingIfNeeded: page &* words) &+ base
+            // Two words per 64-bit load; both lanes step by 2 (no lane wraps within the page).
+            guard UInt64(first) + UInt64(words) <= UInt64(UInt32.max) else {
+                for w in 0..<words where UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: w * 4, as: UInt32.self))
+                    != first &+ UInt32(truncatingIfNeeded: w) {
+                    return false
+                }
+                return true
+            }
+            var expected = (UInt64(first + 1) << 32) | UInt64(first)
+            for pair in 0..<(words / 2) {
+                if UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pair * 8, as: UInt64.self)) != expected { return false }
+                expected &+= 0x0000_0002_0000_0002
+            }
+            return true
+        case .rand(let seed):
+            let words = size / 8
+            let first = UInt64(truncatingIfNeeded: page &* words)
+            for w in 0..<words where UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self))
+                != Pattern.mix(seed &+ (first &+ UInt64(w)) &* 0x9E37_79B9_7F4A_7C15) {
+                return false
+            }
+            return true
+        }
+    }
+
     /// Pages [first, first + count) of the pattern, contiguous.
     public func bytes(pages first: Int, count: Int, pageSize: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count * pageSize) { buffer, initialized in

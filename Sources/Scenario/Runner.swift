@@ -1,6 +1,7 @@
 import ABI
 import Harness
 import MachineInterface
+import Synchronization
 
 /// Where the runner gets the host buffers the driver's `ptr` points at (data
 /// read or written, snapshot bytes). On the real kernel they live in the same
@@ -11,16 +12,47 @@ public protocol ScenarioBuffers: Sendable {
     func release(_ buffer: UnsafeMutableRawBufferPointer)
 }
 
-/// Page-aligned heap buffers.
-public struct HeapBuffers: ScenarioBuffers {
+/// Page-aligned heap buffers, the last one kept for the next request: a scenario asks for
+/// one per data command, and a fresh multi-megabyte allocation would be fresh pages the host
+/// must fault in and zero every time.
+public final class HeapBuffers: ScenarioBuffers, @unchecked Sendable {
+    /// Guards `cached` and `wholes` (a forked child on the simulator runs on another thread).
+    private let lock = Mutex<Void>(())
+    private var cached: UnsafeMutableRawBufferPointer?
+    /// The whole allocation behind each buffer handed out, by its address.
+    private var wholes: [UInt: UnsafeMutableRawBufferPointer] = [:]
+
     public init() {}
+
+    deinit { cached?.baseAddress?.deallocate() }
+
     public func allocate(_ bytes: Int) -> UnsafeMutableRawBufferPointer? {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 1), alignment: 4096)
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bytes])
+        lock.withLock { _ in
+            var whole = cached
+            cached = nil
+            if let w = whole, w.count < bytes {
+                w.baseAddress?.deallocate()
+                whole = nil
+            }
+            let buffer = whole ?? UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 1), alignment: 4096)
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bytes])
+            piece.initializeMemory(as: UInt8.self, repeating: 0)
+            wholes[UInt(bitPattern: piece.baseAddress)] = buffer
+            return piece
+        }
     }
+
     public func release(_ buffer: UnsafeMutableRawBufferPointer) {
-        UnsafeMutableRawPointer(mutating: buffer.baseAddress)?.deallocate()
+        lock.withLock { _ in
+            guard let whole = wholes.removeValue(forKey: UInt(bitPattern: buffer.baseAddress)) else { return }
+            // Keep the larger of the two for the next request.
+            if let old = cached, old.count >= whole.count {
+                whole.baseAddress?.deallocate()
+            } else {
+                cached?.baseAddress?.deallocate()
+                cached = whole
+            }
+        }
     }
 }
 
@@ -29,7 +61,7 @@ public struct ScenarioRunOptions: Sendable {
     /// The shadow model and the kernel's invariants are checked after every operation
     /// where the machine can be looked into (`MachineIntrospection`: the simulator).
     public var checks = true
-    public var buffers: any ScenarioBuffers = HeapBuffers()
+    public var buffers: any ScenarioBuffers
     /// Runs first in the scenario's process. The CLI restores the default action of SIGSEGV and
     /// SIGBUS there: a CPU access that faults is an expected end, not a crash to print a backtrace for.
     public var prepareProcess: @Sendable () -> Void = {}
@@ -58,7 +90,8 @@ final class RunState {
     /// Open dmirror files per unit, across processes (a device must be empty after its last close).
     var openFiles: [Int: Int] = [:]
     let pageSize: Int
-    var patternPages: [PageData: [UInt8]] = [:]
+    /// The bytes of rand() pattern pages the checks compared against.
+    var randPages: [PageData: [UInt8]] = [:]
 
     init(pageSize: Int) { self.pageSize = pageSize }
 }
@@ -116,6 +149,8 @@ public final class ScenarioRunner {
     let emit: (String) -> Void
     let options: ScenarioRunOptions
     var state: RunState!
+    /// The CPU's side of a load (never the driver's, so always the heap).
+    let loadBuffers = HeapBuffers()
 
     static let violationsShown = 8
 

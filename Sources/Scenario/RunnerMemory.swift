@@ -327,9 +327,8 @@ extension ScenarioRunner {
 
     func load(_ statement: Statement, _ r: ResolvedRange, in p: ProcessState, violations: inout [String]) -> Outcome {
         let size = r.count * p.pageSize
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-        defer { buffer.deallocate() }
-        let bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size])
+        guard let bytes = loadBuffers.allocate(size) else { return Outcome(OperationResult(.errno(.ENOMEM))) }
+        defer { loadBuffers.release(bytes) }
         emit(ResultLine.pending(statement, depth: p.depth))
         p.machine.load(r.address, into: bytes)
         let digest = TraceFormat.digest(UnsafeRawBufferPointer(bytes))

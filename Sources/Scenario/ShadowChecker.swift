@@ -11,6 +11,9 @@ struct ShadowChecker {
 
     var pageSize: Int { state.pageSize }
 
+    /// Most pages one peek reads (64 KiB: under malloc's mmap threshold).
+    static let peekPages = 16
+
     /// Every page of the process.
     func check() -> [String] {
         guard let machine = process.introspection else { return [] }
@@ -18,9 +21,11 @@ struct ShadowChecker {
         let vpns = process.shadow.pages.keys.sorted()
         var i = 0
         while i < vpns.count {
-            // A run of consecutive pages the model says are readable: one peek.
+            // A run of consecutive pages the model says are readable: one peek. Runs stay short so
+            // the peeked bytes come from reused heap memory, not fresh pages the host must zero.
             var j = i
-            while j < vpns.count, vpns[j] == vpns[i] + UInt64(j - i), case .data? = process.shadow.expectation(vpns[j]) { j += 1 }
+            while j < vpns.count, j - i < Self.peekPages, vpns[j] == vpns[i] + UInt64(j - i),
+                  case .data? = process.shadow.expectation(vpns[j]) { j += 1 }
             if j > i, let bytes = machine.peek(vpns[i] * UInt64(pageSize), count: (j - i) * pageSize) {
                 bytes.withUnsafeBytes { raw in
                     for k in i..<j {
@@ -89,13 +94,16 @@ struct ShadowChecker {
         switch data {
         case .zero: return Self.isZero(bytes)
         case .bytes(let b): return b.withUnsafeBytes { Self.equal($0, bytes) }
-        case .pattern(let pattern, let page):
-            let expected = state.patternPages[data] ?? {
+        case .pattern(.rand, _):
+            // A hash per word costs more than the comparison: the page's bytes are made once.
+            let expected = state.randPages[data] ?? {
+                guard case .pattern(let pattern, let page) = data else { return [] }
                 let made = pattern.bytes(pages: page, count: 1, pageSize: pageSize)
-                state.patternPages[data] = made
+                state.randPages[data] = made
                 return made
             }()
             return expected.withUnsafeBytes { Self.equal($0, bytes) }
+        case .pattern(let pattern, let page): return pattern.matches(page: page, bytes)
         }
     }
 
