@@ -76,6 +76,7 @@ public struct ScenarioShrinker {
             var stages: [() -> [[Statement]]] = [
                 { removals(statements) },
                 { dependentRemovals(statements) },
+                { remapBypasses(statements) },
                 { nested(statements) },
                 { simplifications(statements) },
             ]

@@ -32,6 +32,54 @@ extension ScenarioShrinker {
         }
     }
 
+    /// An mremap removed, its new name replaced by the old one in what follows
+    /// (the statements keep working on the same memory, just not moved).
+    static func remapBypasses(_ s: [Statement]) -> [[Statement]] {
+        var out: [[Statement]] = []
+        for (k, statement) in s.enumerated() {
+            guard case .mremap(let spec) = statement.operation, spec.newName != spec.range.mapping else { continue }
+            out.append(Array(s[..<k]) + renamed(Array(s[(k + 1)...]), spec.newName, to: spec.range.mapping))
+        }
+        return out
+    }
+
+    /// `statements` with mapping `old` called `new` (until something defines `old` again).
+    static func renamed(_ statements: [Statement], _ old: String, to new: String) -> [Statement] {
+        var out: [Statement] = []
+        var active = true
+        for var st in statements {
+            if active {
+                st.operation = renamed(st.operation, old, to: new)
+                if defines(st.operation).contains(old) { active = false }
+            }
+            out.append(st)
+        }
+        return out
+    }
+
+    static func renamed(_ op: Operation, _ old: String, to new: String) -> Operation {
+        func r(_ range: PageRange) -> PageRange { range.mapping == old ? PageRange(new, range.form) : range }
+        switch op {
+        case .munmap(let x): return .munmap(r(x))
+        case .mprotect(let x, let p): return .mprotect(r(x), p)
+        case .madvise(let x, let a): return .madvise(r(x), a)
+        case .load(let x): return .load(r(x))
+        case .store(let x, let p): return .store(r(x), p)
+        case .command(let c, let f, let x): return .command(c, file: f, range: r(x))
+        case .write(let f, let x, let p): return .write(file: f, range: r(x), pattern: p)
+        case .release(let f, let x): return .release(file: f, range: x.map(r))
+        case .mremap(var spec):
+            spec.range = r(spec.range)
+            spec.target = spec.target.map(r)
+            return .mremap(spec)
+        case .ioctl(var raw):
+            if case .page(let p, let plus) = raw.address { raw.address = .page(r(p), plus: plus) }
+            return .ioctl(raw)
+        case .fork(let body): return .fork(renamed(body, old, to: new))
+        default: return op
+        }
+    }
+
     /// Simpler forms of one operation (each still has to parse where it stands).
     static func simpler(_ op: Operation) -> [Operation] {
         switch op {
