@@ -15,7 +15,7 @@
 //   empties a whole PMD of them, and an mremap that grows fills the new pages (no huge zero page
 //   for a migration to split);
 // - devmap-zapped-peek.scn: device-file mappings are neither zapped (DONTNEED) nor mremapped;
-// - coherent-exclusive-not-evicted.scn: no EXCLUSIVE on a mapping that may hold coherent pages;
+// - coherent-exclusive-not-evicted.scn: no EXCLUSIVE once a page may have gone to a coherent device;
 // - kernel-two-files-one-device.scn (a test_hmm finding, not the simulator's): one file per
 //   device, a fork block's own files included.
 
@@ -30,12 +30,9 @@ struct GenMapping {
     /// Pages a load (or a store) may fault on: unmapped, PROT_NONE, read-only, moved away, SIGBUS.
     var noLoad: [Bool]
     var noStore: [Bool]
-    /// Mappings an mremap made from this one may alias it (same size, not moved): one group.
-    var group: Int
 
-    init(name: String, pages: Int, kind: Kind, thp: Bool, group: Int, readOnly: Bool = false, sigbus: Bool = false) {
+    init(name: String, pages: Int, kind: Kind, thp: Bool, readOnly: Bool = false, sigbus: Bool = false) {
         self.name = name
-        self.group = group
         self.pages = pages
         self.kind = kind
         self.thp = thp
@@ -81,8 +78,8 @@ struct GenModel {
     var files: [(name: String, pages: Int)] = []
     var counter = 0
     var hugetlbUsed = false
-    /// Mapping groups whose pages may have migrated to a coherent device (no EXCLUSIVE on them).
-    var coherentGroups: Set<Int> = []
+    /// Some page may have migrated to a coherent device (no EXCLUSIVE from then on).
+    var coherentUsed = false
     var followUps: [FollowUp] = []
 
     mutating func newName(_ prefix: String) -> String {
@@ -178,7 +175,7 @@ struct GenModel {
         case .migrate(let device):
             guard let d = devices.first(where: { $0.name == device && $0.open }), let m = pickMapping(&r) else { return nil }
             out.append(Statement(.command(.migrateToDevice, file: device, range: anyRange(&r, m))))
-            if d.unit >= 2 { coherentGroups.insert(m.group) }
+            if d.unit >= 2 { coherentUsed = true }
             return 1
         case .checkExclusive(let device, let mapping):
             guard devices.contains(where: { $0.name == device && $0.open }),

@@ -15,7 +15,7 @@ extension GenModel {
             spec.alignPMD = true
             spec.hugepage = r.chance(85) ? true : (r.chance(50) ? false : nil)
             spec.populate = r.chance(15)
-            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true, group: counter))
+            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true))
             out.append(Statement(.mmap(spec)))
             out.append(Statement(.store(PageRange(name), randomPattern(&r))))
             return
@@ -34,7 +34,7 @@ extension GenModel {
             pages = r.chance(85) ? filePages : filePages + 1 + r.below(4)
             spec = MmapSpec(name: name, pages: pages, source: .file(file))
             spec.shared = r.chance(50)
-            var m = GenMapping(name: name, pages: pages, kind: .file, thp: false, group: counter)
+            var m = GenMapping(name: name, pages: pages, kind: .file, thp: false)
             if pages > filePages { m.mark(filePages, pages - filePages, load: true, store: true) }
             mappings.append(m)
             out.append(Statement(.mmap(spec)))
@@ -45,7 +45,7 @@ extension GenModel {
             pages = 512
             spec = MmapSpec(name: name, pages: pages, source: .hugetlb)
             spec.shared = true
-            mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, group: counter))
+            mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false))
             out.append(Statement(.mmap(spec)))
             out.append(Statement(.store(PageRange(name), randomPattern(&r))))
             return
@@ -62,7 +62,7 @@ extension GenModel {
         }
         let readOnly = r.chance(5)
         if readOnly { spec.prot = .r }
-        mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, group: counter, readOnly: readOnly))
+        mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, readOnly: readOnly))
         out.append(Statement(.mmap(spec)))
     }
 
@@ -82,12 +82,13 @@ extension GenModel {
         guard let d = pickDevice(&r) else { return reopenOp(&r, into: &out) }
         guard let m = pickMapping(&r) else { mmapOp(&r, into: &out); return 1 }
         var command = command
-        if command == .exclusive && coherentGroups.contains(m.group) { command = .snapshot }
+        // Not even another mapping: a new mmap can land where a moved one was and alias its pages.
+        if command == .exclusive && coherentUsed { command = .snapshot }
         let range = anyRange(&r, m)
         out.append(Statement(.command(command, file: d.name, range: range)))
         switch command {
         case .migrateToDevice:
-            if d.unit >= 2 { coherentGroups.insert(m.group) }
+            if d.unit >= 2 { coherentUsed = true }
             // Migrated pages are where fork, mremap and another device get interesting.
             if r.chance(25) { followUps.append([.fork, .mremap, .deviceAccess][r.below(3)]) }
         case .exclusive:
@@ -214,7 +215,7 @@ extension GenModel {
         }
         // The old range may be gone (moved) or empty; the new one may grow past a shared object's end.
         mappings[k].mark(first, count, load: !spec.dontUnmap, store: !spec.dontUnmap)
-        var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false, group: m.group)
+        var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false)
         for p in 0..<min(count, spec.pages) {
             moved.noLoad[p] = m.noLoad[first + p]
             moved.noStore[p] = m.noStore[first + p]
@@ -244,7 +245,7 @@ extension GenModel {
         for _ in 0..<steps { used += child.step(&r, into: &body, depth: depth + 1, budget: 1) }
         counter = child.counter
         // The child's device commands through inherited files moved the parent's pages too.
-        coherentGroups.formUnion(child.coherentGroups)
+        coherentUsed = coherentUsed || child.coherentUsed
         out.append(Statement(.fork(body)))
         return used
     }
