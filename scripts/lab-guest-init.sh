@@ -1,16 +1,19 @@
 #!/bin/busybox sh
 # dmirror lab: PID 1 of the guest initramfs built by scripts/lab.
 #
-# It mounts the pseudo file systems the suites need, checks that the memory
-# reserved for the coherent devices is real RAM marked reserved, loads
-# test_hmm, runs the kernel's hmm-tests and then `dmirror run --backend kernel`
-# one case at a time (with BEGIN/END markers in the kernel log), unloads
-# test_hmm and sends a tarball of the results to the host over the second
-# serial port (/dev/ttyS1) as base64 between two marker lines.
+# It mounts the pseudo file systems the suites need and the host's results share
+# (virtio-9p, tag "labshare", at /share), checks that the memory reserved for the
+# coherent devices is real RAM marked reserved, loads test_hmm (or checks the
+# built-in one), runs the cases the host listed in /share/todo/kselftest one by one
+# with the kernel's hmm-tests, then the cases in /share/todo/dmirror with one
+# `dmirror run --backend kernel --kmsg-markers --format jsonl`, unloads test_hmm and
+# powers off. Every result is written straight into /share/results, so what finished
+# is on the host even if the kernel panics; the host boots a fresh guest for the rest.
 #
 # Settings come from /lab/config (written by scripts/lab):
-#   LAB_MODE=run|shell  LAB_BENCH=0|1  LAB_SPM0=0x...  LAB_SPM1=0x...
-#   LAB_TEST_TIMEOUT=<seconds per case>  LAB_ONLY=<regex of case names or empty>
+#   LAB_MODE=run|shell  LAB_SPM0=0x... LAB_SPM1=0x...  LAB_TEST_HMM=m|y
+#   LAB_TEST_TIMEOUT=<seconds per C case>  LAB_TRACE=0|1  LAB_THP=<the cell's THP mode>
+#   LAB_C_WHOLE=0|1 (1: the C suite's harness has no -r, so hmm-tests runs once)
 
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/lab
@@ -19,22 +22,27 @@ export HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mkdir -p /dev/shm /dev/pts /root
+mkdir -p /dev/shm /dev/pts /root /share
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug
 
 . /lab/config
 
-R=/tmp/results
-mkdir -p "$R/kselftest" "$R/dmirror"
-: > "$R/notes.txt"
-
 kmsg() { echo "dmirror-lab: $*" > /dev/kmsg; }
-note() { echo "$*" >> "$R/notes.txt"; kmsg "$*"; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 kmsg "init start uptime=$(uptime_s)"
+
+# No share means no results; say so on the console (the host reads it) and stop.
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 labshare /share; then
+	kmsg "FATAL the results share (virtio-9p) did not mount"
+	reboot -f
+fi
+R=/share/results
+mkdir -p "$R/kselftest"
+: > "$R/notes.txt"
+note() { echo "$*" >> "$R/notes.txt"; kmsg "$*"; }
 
 # ---------------------------------------------------------------- environment
 {
@@ -44,6 +52,7 @@ kmsg "init start uptime=$(uptime_s)"
 	echo "thp: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 	echo "nr_hugepages: $(cat /proc/sys/vm/nr_hugepages 2>/dev/null)"
 	echo "gup_test: $(test -e /sys/kernel/debug/gup_test && echo present || echo missing)"
+	echo "numa_nodes: $(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)"
 	grep -E '^(MemTotal|MemFree|HugePages_Total|HugePages_Free|Hugepagesize)' /proc/meminfo
 } > "$R/env.txt" 2>&1
 cp /proc/iomem "$R/iomem.txt"
@@ -58,6 +67,7 @@ fi
 #  - the firmware reported it as RAM (BIOS-e820 lines in the log),
 #  - the kernel's own map after memmap=...$... calls it reserved ("user:" lines),
 #  - /proc/iomem shows it as "Reserved" and no "System RAM" overlaps it.
+# A built-in test_hmm has already mapped it at boot; the checks are the same.
 SPM_SIZE=$((256 * 1024 * 1024))
 
 # covers PREFIX PATTERN START: is [START, START+256MiB) inside one [mem a-b] line?
@@ -99,142 +109,188 @@ done
 echo "$SPM_OK" > "$R/spm.ok"
 [ "$SPM_OK" = 1 ] && note "spm: $LAB_SPM0 and $LAB_SPM1 are reserved RAM (256 MiB each)"
 
-# ------------------------------------------------------------------ insmod
-kmsg "BEGIN lab insmod"
-if [ "$SPM_OK" = 1 ]; then
-	insmod /lab/test_hmm.ko spm_addr_dev0="$LAB_SPM0" spm_addr_dev1="$LAB_SPM1" > "$R/insmod.txt" 2>&1
+# ------------------------------------------------------------ test_hmm
+if [ "$LAB_TEST_HMM" = y ]; then
+	# built in: the addresses came on the command line (test_hmm.spm_addr_devN=)
+	p=/sys/module/test_hmm/parameters
+	note "test_hmm: built in; spm_addr_dev0=$(cat $p/spm_addr_dev0 2>/dev/null) spm_addr_dev1=$(cat $p/spm_addr_dev1 2>/dev/null)"
+	{ cat $p/spm_addr_dev0; cat $p/spm_addr_dev1; } > "$R/builtin-spm.txt" 2>&1
+	echo 0 > "$R/insmod.rc"
 else
-	insmod /lab/test_hmm.ko > "$R/insmod.txt" 2>&1
+	kmsg "BEGIN lab insmod"
+	if [ "$SPM_OK" = 1 ]; then
+		insmod /lab/test_hmm.ko spm_addr_dev0="$LAB_SPM0" spm_addr_dev1="$LAB_SPM1" > "$R/insmod.txt" 2>&1
+	else
+		insmod /lab/test_hmm.ko > "$R/insmod.txt" 2>&1
+	fi
+	echo $? > "$R/insmod.rc"
+	kmsg "END lab insmod rc=$(cat "$R/insmod.rc")"
+	sleep 1
 fi
-echo $? > "$R/insmod.rc"
-kmsg "END lab insmod rc=$(cat "$R/insmod.rc")"
-sleep 1
 ls -l /dev/hmm_dmirror* > "$R/devices.txt" 2>&1
 note "devices: $(ls /dev/hmm_dmirror* 2>/dev/null | tr '\n' ' ')"
 
 if [ "$LAB_MODE" = shell ]; then
 	echo
-	echo "dmirror lab shell: test_hmm is loaded; /lab holds hmm-tests, dmirror, test_hmm.ko."
+	echo "dmirror lab shell: test_hmm is ready; /lab holds hmm-tests and dmirror."
 	echo "Try: hmm-tests -r hmm.hmm_device_private.migrate ; dmirror run --backend kernel"
 	echo "Leave with: exit (or reboot -f)"
 	setsid cttyhack sh
 	reboot -f
 fi
 
-# ------------------------------------------------------------ run one case
-# run_case SUITE NAME CMD... : markers in the kernel log, output to a file,
-# exit code and guest uptime (start, end) to SUITE.rc. hmm-tests' TAP and
-# diagnostics stay in one file (NAME.out) in the order it wrote them;
-# dmirror's JSON document goes alone to NAME.json, its stderr to NAME.err.
-run_case() {
-	suite=$1; name=$2; shift 2
-	t0=$(uptime_s)
-	kmsg "BEGIN $suite $name"
-	if [ "$suite" = dmirror ]; then
-		timeout -s KILL "$LAB_TEST_TIMEOUT" "$@" > "$R/$suite/$name.json" 2> "$R/$suite/$name.err" < /dev/null
-	else
-		timeout -s KILL "$LAB_TEST_TIMEOUT" "$@" > "$R/$suite/$name.out" 2>&1 < /dev/null
-	fi
-	rc=$?
-	t1=$(uptime_s)
-	kmsg "END $suite $name rc=$rc"
-	echo "$name $rc $t0 $t1" >> "$R/$suite.rc"
+# stop_boot WHY: the kernel is no longer fit to run more cases; the host boots a fresh
+# guest and goes on from the next case (nothing after this point runs in this boot)
+stop_boot() {
+	kmsg "STOP $*"
+	dmesg -s 67108864 > "$R/dmesg.txt" 2>&1
+	sync
+	reboot -f
 }
 
-wanted() {
-	case "$1" in
-	*.benchmark_thp_migration) [ "$LAB_BENCH" = 1 ] || return 1 ;;
-	esac
-	[ -z "$LAB_ONLY" ] && return 0
-	echo "$1" | grep -Eq "$LAB_ONLY"
-}
+# died: whether the kernel has oopsed (taint flag D, 128) in this boot
+died() { [ $(($(cat /proc/sys/kernel/tainted) & 128)) != 0 ]; }
 
-run_suite() {
-	suite=$1; list=$2; shift 2
-	n=0
-	while read -r name; do wanted "$name" && n=$((n + 1)); done < "$list"
-	kmsg "SUITE $suite cases=$n start uptime=$(uptime_s)"
-	: > "$R/$suite.rc"
-	while read -r name; do
-		[ -n "$name" ] || continue
-		if wanted "$name"; then
-			run_case "$suite" "$name" "$@" -r "$name"
-		else
-			echo "$name notrun 0 0" >> "$R/$suite.rc"
-		fi
-	done < "$list"
-	kmsg "SUITE $suite end uptime=$(uptime_s)"
+# stuck_tasks: pids of processes in uninterruptible sleep (a kernel hang)
+stuck_tasks() {
+	grep -l '^State:.*D (disk sleep)' /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3 | tr '\n' ' '
 }
 
 # ------------------------------------------------------ the kernel's C suite
-# `hmm-tests -l` prints a table (fixture, variant, test columns of width 20
-# and 25) on stderr; expand it to fixture.variant.test names in run order.
-/lab/hmm-tests -l 2> "$R/kselftest.listing" > "$R/kselftest.listing.stdout"
-awk '
-function flush(  i, j) {
-	if (fx == "") return
-	if (nv == 0) { for (j = 0; j < nt; j++) print fx "." ts[j] }
-	for (i = 0; i < nv; i++) for (j = 0; j < nt; j++) print fx "." vs[i] "." ts[j]
-	fx = ""; nv = 0; nt = 0
+# One process per case, as kselftest runs them: markers in the kernel log, the
+# case's TAP in NAME.out, `name rc t0 t1` (guest uptime) in kselftest.rc.
+#
+# A harness without -r (6.1) runs every case in one process: its output is cut into
+# cases here, at each "#  RUN" line and the result line after it. The harness flushes
+# stdout before it forks each case, so a RUN line arrives as its case starts and the
+# previous case's result arrives after that case's process was reaped.
+run_whole_suite() {
+	cur=""
+	/lab/hmm-tests 2>&1 < /dev/null | while IFS= read -r line; do
+		case "$line" in
+		"#  RUN           "*)
+			cur=${line#"#  RUN           "}; cur=${cur% ...}
+			t0=$(uptime_s)
+			kmsg "BEGIN kselftest $cur"
+			: > "$R/kselftest/$cur.out" ;;
+		esac
+		[ -n "$cur" ] && echo "$line" >> "$R/kselftest/$cur.out"
+		case "$line" in
+		"ok "*"# SKIP"*) rc=4 ;;
+		"ok "*) rc=0 ;;
+		"not ok "*) rc=1 ;;
+		*) continue ;;
+		esac
+		[ -n "$cur" ] || continue
+		kmsg "END kselftest $cur rc=$rc"
+		echo "$cur $rc $t0 $(uptime_s)" >> "$R/kselftest.rc"
+		died && stop_boot "fault kselftest $cur"
+		cur=""
+	done
 }
-/^# FIXTURE/ { table = 1; next }
-!table || /^#/ || /^\[/ { next }
-/^----/ { flush(); next }
-{
-	f = substr($0, 1, 20); v = substr($0, 22, 25); t = substr($0, 48)
-	gsub(/ /, "", f); gsub(/ /, "", v); gsub(/ /, "", t)
-	if (f != "") { flush(); fx = f }
-	if (v != "") vs[nv++] = v
-	if (t != "") ts[nt++] = t
-}
-END { flush() }' "$R/kselftest.listing" > "$R/kselftest.list"
-note "kselftest: $(wc -l < "$R/kselftest.list") cases listed"
-run_suite kselftest "$R/kselftest.list" /lab/hmm-tests
+
+if [ -s /share/todo/kselftest ] && [ "$LAB_C_WHOLE" = 1 ]; then
+	n=$(grep -c . /share/todo/kselftest)
+	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
+	run_whole_suite
+	kmsg "SUITE kselftest end uptime=$(uptime_s)"
+elif [ -s /share/todo/kselftest ]; then
+	n=$(grep -c . /share/todo/kselftest)
+	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
+	while read -r name; do
+		[ -n "$name" ] || continue
+		t0=$(uptime_s)
+		kmsg "BEGIN kselftest $name"
+		timeout -s KILL "$LAB_TEST_TIMEOUT" /lab/hmm-tests -r "$name" > "$R/kselftest/$name.out" 2>&1 < /dev/null
+		rc=$?
+		t1=$(uptime_s)
+		stuck=$(stuck_tasks)
+		kmsg "END kselftest $name rc=$rc"
+		echo "$name $rc $t0 $t1" >> "$R/kselftest.rc"
+		# the case oopsed the kernel, or was killed with something still stuck in the kernel:
+		# later cases would run on a broken kernel or hang behind it
+		died && stop_boot "fault kselftest $name"
+		if [ "$rc" = 137 ] && [ -n "$stuck" ]; then
+			stop_boot "hang kselftest $name (tasks in D state: $stuck)"
+		fi
+	done < /share/todo/kselftest
+	kmsg "SUITE kselftest end uptime=$(uptime_s)"
+fi
+
+# lockdep reports once per boot and then turns itself off; when it did so during the C
+# suite, dmirror's cases get a fresh boot with lockdep on again. Reading lockdep_stats
+# takes seconds under TCG, so only after a report banner (a line of "=") in the log.
+if [ -s /share/todo/dmirror ] && dmesg -s 67108864 | grep -qE '^\[[ 0-9.]+\] ={20,}$' &&
+	grep -q 'debug_locks: *0' /proc/lockdep_stats 2>/dev/null; then
+	stop_boot "lockdep-off (it reported during the C suite)"
+fi
 
 # ------------------------------------------------------------------- dmirror
-if [ -x /lab/dmirror ]; then
-	/lab/dmirror list > "$R/dmirror.list" 2> "$R/dmirror.list.err"
+# One process for every case: each case is a forked child, and dmirror writes the
+# BEGIN/END markers itself (END after the case's process was reaped, so splats of
+# its exit land inside), and a JSON line per case as it ends.
+if [ -s /share/todo/dmirror ]; then
+	set -- /lab/dmirror run --backend kernel --kmsg-markers --format jsonl
+	[ "$LAB_TRACE" = 1 ] && set -- "$@" --trace "$R/dmirror-traces"
+	n=0
+	while read -r name; do
+		[ -n "$name" ] || continue
+		set -- "$@" -r "$name"
+		n=$((n + 1))
+	done < /share/todo/dmirror
+	[ "$LAB_TRACE" = 1 ] && mkdir -p "$R/dmirror-traces"
+	t0=$(uptime_s)
+	kmsg "SUITE dmirror cases=$n start uptime=$t0"
+	"$@" > "$R/dmirror.jsonl" 2> "$R/dmirror.err" < /dev/null
 	rc=$?
-	echo "$rc" > "$R/dmirror.list.rc"
-	if [ "$rc" = 0 ] && [ -s "$R/dmirror.list" ]; then
-		note "dmirror: runs in the guest, $(wc -l < "$R/dmirror.list") cases listed"
-		run_suite dmirror "$R/dmirror.list" /lab/dmirror run --backend kernel --format json --trace "$R/dmirror-traces"
-	else
-		note "dmirror: 'dmirror list' failed in the guest (exit $rc): $(head -c 300 "$R/dmirror.list.err")"
-	fi
+	t1=$(uptime_s)
+	kmsg "SUITE dmirror end uptime=$t1"
+	echo "$rc $t0 $t1" > "$R/dmirror.rc"
+	# the host ends the boot on a fault; if it has not yet, the unload must not count
+	died && stop_boot "fault in the dmirror suite (a case oopsed the kernel)"
 fi
 
 # ------------------------------------------------------------------ rmmod
-# A case killed by a timeout may still be tearing down its mm (and dropping
-# device pages) for a moment, so try a few times before calling it a failure.
-kmsg "BEGIN lab rmmod"
-: > "$R/rmmod.txt"
-tries=0
-while :; do
-	tries=$((tries + 1))
-	echo "try $tries: refcnt=$(cat /sys/module/test_hmm/refcnt 2>/dev/null)" >> "$R/rmmod.txt"
-	rmmod test_hmm >> "$R/rmmod.txt" 2>&1
-	rc=$?
-	[ "$rc" = 0 ] && break
-	if [ "$tries" = 1 ]; then ps >> "$R/rmmod.txt" 2>&1; fi
-	[ "$tries" -ge 10 ] && break
-	sleep 3
-done
-echo "$rc" > "$R/rmmod.rc"
-echo "$tries" > "$R/rmmod.tries"
-kmsg "END lab rmmod rc=$rc tries=$tries"
-lsmod > "$R/lsmod.txt" 2>&1
+# A case killed by a timeout may still be tearing down its mm (and dropping device
+# pages) for a moment, so try a few times. rmmod runs in the background: with a
+# device page reference leaked, memunmap_pages() waits forever, and that is a finding.
+if [ "$LAB_TEST_HMM" = m ]; then
+	kmsg "BEGIN lab rmmod"
+	: > "$R/rmmod.txt"
+	tries=0
+	while :; do
+		tries=$((tries + 1))
+		echo "try $tries: refcnt=$(cat /sys/module/test_hmm/refcnt 2>/dev/null)" >> "$R/rmmod.txt"
+		rmmod test_hmm >> "$R/rmmod.txt" 2>&1 &
+		pid=$!
+		waited=0
+		while [ -d /proc/$pid ] && [ "$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)" != Z ] && [ $waited -lt 75 ]; do
+			sleep 1
+			waited=$((waited + 1))
+		done
+		if [ $waited -ge 75 ]; then
+			rc=hung
+			echo "rmmod still running after 75 s (state $(cut -d' ' -f3 /proc/$pid/stat), wchan $(cat /proc/$pid/wchan 2>/dev/null))" >> "$R/rmmod.txt"
+			break
+		fi
+		wait $pid
+		rc=$?
+		[ "$rc" = 0 ] && break
+		if [ "$tries" = 1 ]; then ps >> "$R/rmmod.txt" 2>&1; fi
+		[ "$tries" -ge 10 ] && break
+		sleep 3
+	done
+	echo "$rc" > "$R/rmmod.rc"
+	echo "$tries" > "$R/rmmod.tries"
+	kmsg "END lab rmmod rc=$rc tries=$tries"
+	lsmod > "$R/lsmod.txt" 2>&1
+fi
 
-# ------------------------------------------------------------ send results
+# ------------------------------------------------------------ done
 kmsg "done uptime=$(uptime_s)"
 dmesg -s 67108864 > "$R/dmesg.txt" 2>&1
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-{
-	echo "===DMIRROR-LAB-RESULTS-BEGIN==="
-	tar -C /tmp -cf - results | gzip -1 | base64
-	echo "===DMIRROR-LAB-RESULTS-END==="
-} > /dev/ttyS1
 sync
+umount /share 2>/dev/null
 # no ACPI sleep support in the guest, so power-off would only halt: reboot,
 # which qemu (-no-reboot) turns into an exit
 reboot -f

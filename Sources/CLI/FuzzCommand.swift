@@ -109,7 +109,7 @@ struct FuzzCommand: ParsableCommand {
             }
             if writeAll, let out { try write(scenarios, to: out) }
             let reporter = ScenarioReporter(format: format, scenarios: scenarios, failuresOnly: format == .text,
-                                            sink: sink, printsHeader: !printedHeader) { k, report in
+                                            sink: sink, printsHeader: !printedHeader, printsTotals: false) { k, report in
                 violations += report.violations
                 if !report.passed { failures.append((indices[k], scenarios[k], report)) }
             }

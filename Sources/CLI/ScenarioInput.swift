@@ -2,7 +2,6 @@ import ABI
 import Harness
 import Scenario
 import Syscalls
-import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,31 +21,41 @@ enum ScenarioInput {
         func fail(_ message: String) -> ScenarioError {
             ScenarioError(file: name, line: 1, column: 1, message: message)
         }
-        let fd: FileDescriptor
         if path == "-" {
-            fd = .standardInput
-        } else {
-            let info: stat
-            do {
-                info = try Sys.stat(path)
-            } catch {
-                throw fail("cannot open: \(error.named)")
-            }
-            guard info.st_mode & S_IFMT == S_IFREG else {
-                throw fail("not a regular file (\(kind(info.st_mode))); a scenario is a text file or - for standard input")
-            }
-            do {
-                // O_NONBLOCK: a FIFO swapped in after the stat check must not block the open.
-                fd = try Sys.open(path, O_RDONLY | O_NONBLOCK)
-            } catch {
-                throw fail("cannot open: \(error.named)")
-            }
+            return try parse(name: name, read: { (buffer) throws(Errno) in try Sys.read(.standardInput, into: buffer) },
+                             wait: { Self.waitReadable(0) })
         }
-        defer { if path != "-" { try? Sys.close(fd) } }
-        return try parse(fd, name: name)
+        let info: stat
+        do {
+            info = try Sys.stat(path)
+        } catch {
+            throw fail("cannot open: \(error.named)")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw fail("not a regular file (\(kind(info.st_mode))); a scenario is a text file or - for standard input")
+        }
+        let fd = try { () throws(ScenarioError) in
+            do throws(Errno) {
+                // O_NONBLOCK: a FIFO swapped in after the stat check must not block the open.
+                return try Sys.open(path, O_RDONLY | O_NONBLOCK)
+            } catch {
+                throw fail("cannot open: \(error.named)")
+            }
+        }()
+        defer { try? Sys.close(fd) }
+        return try parse(name: name, read: { (buffer) throws(Errno) in try Sys.read(fd, into: buffer) },
+                         wait: { Self.waitReadable(fd.rawValue) })
     }
 
-    static func parse(_ fd: FileDescriptor, name: String) throws(ScenarioError) -> Scenario {
+    /// Blocks until descriptor `fd` is readable (standard input may be non-blocking).
+    static func waitReadable(_ fd: Int32) {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        _ = try? Sys.poll(&fds, timeoutMilliseconds: -1)
+    }
+
+    /// Feeds what `read` returns to the parser, line by line; `wait` when it says EAGAIN.
+    static func parse(name: String, read: (UnsafeMutableRawBufferPointer) throws(Errno) -> Int,
+                      wait: () -> Void) throws(ScenarioError) -> Scenario {
         var parser = ScenarioParser(file: name)
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { chunk.deallocate() }
@@ -55,11 +64,9 @@ enum ScenarioInput {
         while true {
             let n: Int
             do {
-                n = try Sys.read(fd, into: chunk)
+                n = try read(chunk)
             } catch .EAGAIN {
-                // Standard input may be non-blocking: wait for it.
-                var fds = [pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)]
-                _ = try? Sys.poll(&fds, timeoutMilliseconds: -1)
+                wait()
                 continue
             } catch {
                 throw ScenarioError(file: name, line: parserLine(parser) + 1, column: 1, message: "cannot read: \(error.named)")

@@ -31,8 +31,12 @@ public struct SimConfiguration: Sendable {
     public var release: KernelVersion
     /// The dmirror ioctl numbering the simulated kernel speaks (the release's, unless forced).
     public var abi: ABIGeneration
-    /// Seeds hmm_random() (and, under exploration, the scheduler).
+    /// Seeds hmm_random().
     public var seed: UInt64
+    /// How the kernel's tasks are interleaved.
+    public var schedule: SchedulePolicy = .runToBlock
+    /// Driver and mm variants that reproduce known bugs (none: the stock 7.3 model).
+    public var variants: Set<SimVariant> = []
 
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
                 thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
@@ -75,8 +79,14 @@ public final class SimKernel: @unchecked Sendable {
     /// dmirror_devices[]: nil where the device does not exist.
     private(set) var devices: [DmirrorDevice?] = []
 
-    private let lock = SimMutex()
+    private let lock = HostLock()
     private var mms: [WeakMM] = []
+    /// The tasks and their interleaving.
+    let scheduler: Scheduler
+    /// What the protocol checkers found.
+    let checkers: CheckerReports
+    /// Tasks waiting for a migration entry to go (migration_entry_wait()).
+    let migrationWaiters: WaitQueue
     private var nextPid: Int32 = 1000
     private var randomState: UInt64
     /// request_free_mem_region(): fake physical addresses for private chunks.
@@ -93,6 +103,9 @@ public final class SimKernel: @unchecked Sendable {
     public init(configuration: SimConfiguration = .init()) {
         self.configuration = configuration
         randomState = configuration.seed
+        checkers = CheckerReports()
+        scheduler = Scheduler(policy: configuration.schedule, reports: checkers)
+        migrationWaiters = WaitQueue(scheduler, "migration entry")
         pageShift = configuration.pageSize.trailingZeroBitCount
         pmdShift = configuration.pmdSize.trailingZeroBitCount
         pudShift = configuration.pudSize.trailingZeroBitCount
@@ -163,6 +176,12 @@ public final class SimKernel: @unchecked Sendable {
             return UInt32(truncatingIfNeeded: z ^ (z >> 31))
         }
     }
+
+    /// jiffies in milliseconds: the scheduler's steps, one per microsecond.
+    var milliseconds: Int { scheduler.steps / 1000 }
+
+    /// Whether a bug variant is on.
+    func has(_ variant: SimVariant) -> Bool { configuration.variants.contains(variant) }
 
     func requestFreeMemRegion(_ size: UInt64) -> UInt64 {
         lock.withLock {

@@ -15,7 +15,9 @@ final class SimProcess: Machine, @unchecked Sendable {
     let mm: MMStruct
     let pid: Int32
     let isChild: Bool
-    private let lock = SimMutex()
+    /// The forked child this process is, if it is one.
+    weak var child: SimChild?
+    private let lock = HostLock()
     private var openMirrors: [Dmirror] = []
 
     init(kernel: SimKernel, mm: MMStruct, pid: Int32, isChild: Bool) {
@@ -46,29 +48,37 @@ final class SimProcess: Machine, @unchecked Sendable {
             guard let dmirror = device.file as? Dmirror else { throw .EBADF }
             backing = .device(dmirror)
         }
+        defer { returnToUser() }
         return try mm.sysMmap(address: address, length: length, protection: protection, flags: flags,
                               backing: backing, offset: offset)
     }
 
-    func munmap(_ address: UInt64, length: Int) throws(Errno) { try mm.sysMunmap(address, length: length) }
+    func munmap(_ address: UInt64, length: Int) throws(Errno) {
+        defer { returnToUser() }
+        try mm.sysMunmap(address, length: length)
+    }
 
     func mprotect(_ address: UInt64, length: Int, protection: Protection) throws(Errno) {
+        defer { returnToUser() }
         try mm.sysMprotect(address, length: length, protection: protection)
     }
 
     func madvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
+        defer { returnToUser() }
         try mm.sysMadvise(address, length: length, advice: advice)
     }
 
     func mremap(_ address: UInt64, oldSize: Int, newSize: Int, flags: RemapFlags,
                 newAddress: UInt64?) throws(Errno) -> UInt64 {
-        try mm.sysMremap(address, oldSize: oldSize, newSize: newSize, flags: flags, newAddress: newAddress)
+        defer { returnToUser() }
+        return try mm.sysMremap(address, oldSize: oldSize, newSize: newSize, flags: flags, newAddress: newAddress)
     }
 
     // MARK: CPU access
 
     func load(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        defer { returnToUser() }
         if let signal = mm.userAccess(address, buffer.count, write: false, { offset, page, n in
             (base + offset).copyMemory(from: page, byteCount: n)
         }) {
@@ -78,6 +88,7 @@ final class SimProcess: Machine, @unchecked Sendable {
 
     func store(_ address: UInt64, from buffer: UnsafeRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        defer { returnToUser() }
         if let signal = mm.userAccess(address, buffer.count, write: true, { offset, page, n in
             page.copyMemory(from: base + offset, byteCount: n)
         }) {
@@ -85,11 +96,16 @@ final class SimProcess: Machine, @unchecked Sendable {
         }
     }
 
+    /// Back to user space after a system call or an access: the scheduler counts it as
+    /// progress, and a pending kill of a child is delivered.
+    func returnToUser() {
+        kernel.scheduler.progress()
+        child?.deliverPendingSignal()
+    }
+
     /// The kernel answers the access with a fatal signal.
     private func fatalSignal(_ signal: Signal) -> Never {
-        if isChild, let child = SimChild.current {
-            child.terminate(by: signal)
-        }
+        if let child { child.terminate(by: signal) }
         Glibc.signal(signal.rawValue, SIG_DFL)
         raise(signal.rawValue)
         abort()
@@ -129,15 +145,15 @@ final class SimProcess: Machine, @unchecked Sendable {
         return SimUserfaultFile(process: self)
     }
 
-    func eventfd() throws(Errno) -> any EventFile { SimEventFile() }
+    func eventfd() throws(Errno) -> any EventFile { SimEventFile(kernel.scheduler) }
 
     // MARK: Threads and time
 
     func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) -> any MachineThread {
-        try SimThread(body)
+        try SimThread(kernel.scheduler, body)
     }
 
-    func sleep(nanoseconds: UInt64) { hostSleep(nanoseconds: nanoseconds) }
+    func sleep(nanoseconds: UInt64) { kernel.scheduler.sleep(nanoseconds: nanoseconds) }
 
     func random() -> UInt32 { kernel.random() }
 
@@ -148,7 +164,7 @@ final class SimProcess: Machine, @unchecked Sendable {
         let childMM = mm.dupMmap()
         mm.mmapLock.writeUnlock()
         let process = kernel.makeProcess(mm: childMM, isChild: true)
-        return SimChild(process: process, body: child)
+        return try SimChild.start(process, child)
     }
 
     /// do_exit(): files are released, then the mm.

@@ -11,30 +11,42 @@ import Glibc
 /// function says whether it retries), and every call visible to a
 /// `SyscallRecorder` in tests. No policy lives here.
 public enum Sys {
-    /// Runs a call that returns -1 and sets errno on failure.
+    /// Runs a call that returns -1 and sets errno on failure. A forced errno (a
+    /// recorder's) stands for the call's own failure, so EINTR is retried alike.
     @inline(__always)
     static func call<I: FixedWidthInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
                                            retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
-        if let forced = mocked(name, arguments()) { throw forced }
-        while true {
+        try retrying(name, arguments(), retryOnInterrupt) {
             let result = body()
-            if result != -1 { return result }
-            let error = Errno(rawValue: errno)
-            if retryOnInterrupt && error == .EINTR { continue }
-            throw error
+            return result != -1 ? .success(result) : .failure(Errno(rawValue: errno))
         }
     }
 
     /// Runs a shim call that returns -errno on failure.
     @inline(__always)
     static func shim<I: FixedWidthInteger & SignedInteger>(_ name: String, _ arguments: @autoclosure () -> [String],
-                                           retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
-        if let forced = mocked(name, arguments()) { throw forced }
-        while true {
+                                                           retryOnInterrupt: Bool = true, _ body: () -> I) throws(Errno) -> I {
+        try retrying(name, arguments(), retryOnInterrupt) {
             let result = body()
-            if result >= 0 { return result }
-            let error = Errno(rawValue: Int32(truncatingIfNeeded: -result))
-            if retryOnInterrupt && error == .EINTR { continue }
+            return result >= 0 ? .success(result) : .failure(Errno(rawValue: Int32(truncatingIfNeeded: -result)))
+        }
+    }
+
+    /// The one EINTR loop: the call again while it is interrupted and `retry` says so.
+    @inline(__always)
+    private static func retrying<T>(_ name: String, _ arguments: @autoclosure () -> [String], _ retry: Bool,
+                                    _ body: () -> Result<T, Errno>) throws(Errno) -> T {
+        while true {
+            let error: Errno
+            if let forced = mocked(name, arguments()) {
+                error = forced
+            } else {
+                switch body() {
+                case .success(let value): return value
+                case .failure(let failed): error = failed
+                }
+            }
+            if retry && error == .EINTR { continue }
             throw error
         }
     }

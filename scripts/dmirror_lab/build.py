@@ -1,5 +1,6 @@
-"""Building the test kernel, test_hmm.ko and hmm-tests, cached by a key of the
-package version and the fragment, with a progress line every 30 s."""
+"""Building a cell's test kernel, test_hmm.ko and hmm-tests, cached by a key of
+the package version and every kernel option, with a progress line every 30 s;
+and a mutant's test_hmm.ko alone, against a stock build's objects."""
 
 import glob
 import json
@@ -9,19 +10,17 @@ import shutil
 import subprocess
 import time
 
-from . import kconfig, source
-from .common import CACHE, KERNEL_FRAGMENT, REPO, LabError, fmt_secs, path_safe, run, say, sha
+from . import cells, kconfig, source
+from .common import CACHE, KERNEL_FRAGMENT, REPO, LabError, fmt_secs, path_safe, read_text, run, say, sha
 
 STEP_RE = re.compile(rb"^\s+(CC \[M\]|LD \[M\]|CC|AS|LD|AR|HOSTCC|HOSTLD|GEN|OBJCOPY|UPD|SYNC)\s+(\S+)")
-# steps of a cold build of the default config, for the progress percentage
-# until this machine has measured its own
-DEFAULT_STEPS = {"kernel": 1740, "kernel+kasan": 1800}
+# steps of a cold build, for the progress percentage until this machine has measured its own
+DEFAULT_STEPS = {"kernel-7.3-lab": 1900, "kernel-7.3-lab+kasan": 1960}
 
 
-def build_key(version, kasan, extra="", fragment=KERNEL_FRAGMENT):
-    """The cache directory name: the version and a hash of the fragment's options.
-    The hashed text must not change, or every cached build is rebuilt."""
-    opts = kconfig.fragment_lines(kasan, fragment)
+def build_key(version, opts, extra=""):
+    """The cache directory name: the version and a hash of every option the kernel
+    is built with. The hashed text must not change, or every cached build is rebuilt."""
     h = sha(json.dumps(opts) + extra + "|hmm-tests-static-v1")[:12]
     return path_safe(version) + "-" + h
 
@@ -78,20 +77,55 @@ def make_with_progress(cmd, cwd, logpath, what, env=None):
     return time.time() - t0
 
 
-def hmm_tests_command(tree, hdr, out):
-    """gcc for hmm-tests alone, static, from tools/testing/selftests/mm."""
-    mm = os.path.join(tree, "tools", "testing", "selftests", "mm")
+def selftests_dir(tree):
+    """Where the tree keeps hmm-tests.c: selftests/mm, or selftests/vm before 6.3."""
+    for sub in ("mm", "vm"):
+        d = os.path.join(tree, "tools", "testing", "selftests", sub)
+        if os.path.exists(os.path.join(d, "hmm-tests.c")):
+            return d
+    raise LabError(f"{tree} has no tools/testing/selftests/{{mm,vm}}/hmm-tests.c; pass a Linux tree "
+                   "that has the HMM selftest")
+
+
+def harness_filters(tree):
+    """Whether the tree's kselftest harness takes -l and -r (the harness of 6.1 runs
+    every case, whatever its arguments)."""
+    header = os.path.join(tree, "tools", "testing", "selftests", "kselftest_harness.h")
+    return "case 'l':" in read_text(header, "") and "case 'r':" in read_text(header, "")
+
+
+def hmm_tests_sources(mm, read=None):
+    """hmm-tests.c and the helpers it needs, found as its Makefile would link them
+    but per test: every X.c in mm whose X.h an included file includes, transitively
+    (7.3: hugepage_settings.c and vm_util.c; 6.12 and 6.1: none)."""
+    read = read or (lambda p: read_text(p, "") if os.path.exists(p) else None)
+    todo, out = ["hmm-tests.c"], []
+    while todo:
+        name = todo.pop(0)
+        if name in out:
+            continue
+        text = read(os.path.join(mm, name))
+        if text is None:
+            continue
+        out.append(name)
+        for header in re.findall(r'^#include "([A-Za-z0-9_]+)\.h"', text, re.M):
+            todo.append(header + ".c")
+    return [os.path.join(mm, n) for n in out]
+
+
+def hmm_tests_command(tree, hdr, out, mm, sources):
+    """gcc for hmm-tests alone, static, from the tree's own selftests."""
     return ["gcc", "-static", "-Wall", "-O2", "-D_GNU_SOURCE=", "-U_FORTIFY_SOURCE",
             "-I", tree, "-isystem", os.path.join(hdr, "include"),
             "-isystem", os.path.join(tree, "tools", "include", "uapi"),
             "-I", os.path.join(tree, "tools", "testing", "selftests"), "-I", mm,
-            "-o", out, os.path.join(mm, "hmm-tests.c"), os.path.join(mm, "vm_util.c"),
-            os.path.join(mm, "hugepage_settings.c"), "-lrt", "-lpthread", "-lm"]
+            "-o", out, *sources, "-lrt", "-lpthread", "-lm"]
 
 
 def build_hmm_tests(tree, hdr, out, log):
-    """Build only hmm-tests from tools/testing/selftests/mm, statically."""
-    cmd = hmm_tests_command(tree, hdr, out)
+    """Build only hmm-tests from the tree's selftests, statically."""
+    mm = selftests_dir(tree)
+    cmd = hmm_tests_command(tree, hdr, out, mm, hmm_tests_sources(mm))
     log.write(("+ " + " ".join(cmd) + "\n").encode())
     log.flush()
     r = subprocess.run(cmd, check=False, stdout=log, stderr=subprocess.STDOUT)
@@ -110,18 +144,26 @@ def ccache_env():
     return env
 
 
-def build(args):
-    """Build (or reuse) kernel + test_hmm.ko + hmm-tests. Returns a dict of paths."""
+def kernel_tree(args, cell):
+    """(tree, version, label) of the kernel a run builds: --source DIR, else the
+    cell's Debian package."""
+    if args.source:
+        tree, version = source.local_tree(args.source)
+        return tree, version, tree
+    tree, version = source.fetch_debian_source(cell.kernel)
+    return tree, version, cell.kernel.package
+
+
+def build(args, cell):
+    """Build (or reuse) the cell's kernel, test_hmm.ko (TEST_HMM=m) and hmm-tests.
+    Returns a dict of paths."""
     if args.kernel or args.modules:
         if not (args.kernel and args.modules):
             raise LabError("--kernel and --modules go together (bzImage and a directory with test_hmm.ko)")
-        return prebuilt(args)
-    if args.source:
-        tree, version = source.local_tree(args.source)
-        key = build_key(version + "-src-" + sha(tree)[:8], args.kasan)
-    else:
-        tree, version = source.fetch_debian_source()
-        key = build_key(version, args.kasan)
+        return prebuilt(args, cell)
+    tree, version, label = kernel_tree(args, cell)
+    opts = kconfig.cell_options(cell, args.kasan, cells.version_tuple(version))
+    key = build_key(version + ("-src-" + sha(tree)[:8] if args.source else ""), opts)
     bdir = os.path.join(CACHE, "build", key)
     stamp = os.path.join(bdir, "stamp.json")
     if os.path.exists(stamp) and not args.source and not args.rebuild:
@@ -134,28 +176,35 @@ def build(args):
     obj = os.path.join(bdir, "obj")
     os.makedirs(obj, exist_ok=True)
     logpath = os.path.join(bdir, "build.log")
-    say(f"build: {source.PACKAGE if not args.source else tree} {version}{' +KASAN' if args.kasan else ''} "
-        f"-> {bdir}")
+    say(f"build: {label} {version} (profile {cell.profile.name}, TEST_HMM={cell.test_hmm}"
+        f"{', KASAN' if args.kasan else ''}) -> {bdir}")
     say(f"build: log in {logpath}")
+    fragments = [os.path.relpath(KERNEL_FRAGMENT, REPO)]
+    if cell.profile.fragment:
+        fragments.append("scripts/" + cell.profile.fragment)
     t0 = time.time()
     with open(logpath, "wb") as log:
-        kconfig.configure(tree, obj, args.kasan, log)
-    say(f"build: config ok (tinyconfig + {os.path.relpath(KERNEL_FRAGMENT, REPO)}, every option checked)")
+        kconfig.configure(tree, obj, opts, log, fragments)
+    say(f"build: config ok (tinyconfig + {' + '.join(fragments)}, every option checked)")
+    what = f"kernel-{cell.kernel.name}-{cell.profile.name}" + ("+kasan" if args.kasan else "")
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
     make_with_progress(["make", f"O={obj}", f"CC={cc}", "-j", jobs(), "bzImage", "modules"],
-                       tree, logpath, "kernel" + ("+kasan" if args.kasan else ""), ccache_env())
+                       tree, logpath, what, ccache_env())
     with open(logpath, "ab") as log:
         run(["make", "-s", f"O={obj}", "headers"], cwd=tree, stdout=log, stderr=log)
         build_hmm_tests(tree, os.path.join(obj, "usr"), os.path.join(bdir, "hmm-tests"), log)
     shutil.copy(os.path.join(obj, "arch", "x86", "boot", "bzImage"), os.path.join(bdir, "bzImage"))
-    shutil.copy(os.path.join(obj, "lib", "test_hmm.ko"), os.path.join(bdir, "test_hmm.ko"))
+    module = None
+    if cell.test_hmm == "m":
+        module = os.path.join(bdir, "test_hmm.ko")
+        shutil.copy(os.path.join(obj, "lib", "test_hmm.ko"), module)
     shutil.copy(os.path.join(obj, ".config"), os.path.join(bdir, "config"))
     with open(os.path.join(obj, "include", "config", "kernel.release")) as f:
         release = f.read().strip()
     secs = time.time() - t0
-    info = {"key": key, "version": version, "release": release, "tree": tree,
-            "kasan": args.kasan, "build_seconds": round(secs),
-            "bzImage": os.path.join(bdir, "bzImage"), "test_hmm": os.path.join(bdir, "test_hmm.ko"),
+    info = {"key": key, "version": version, "release": release, "tree": tree, "obj": obj,
+            "kasan": args.kasan, "build_seconds": round(secs), "test_hmm_config": cell.test_hmm,
+            "bzImage": os.path.join(bdir, "bzImage"), "test_hmm": module,
             "hmm_tests": os.path.join(bdir, "hmm-tests"), "config": os.path.join(bdir, "config")}
     if not args.source:
         with open(stamp, "w") as f:
@@ -165,7 +214,25 @@ def build(args):
     return info
 
 
-def prebuilt(args):
+def module_build(info, moddir, log):
+    """test_hmm.ko from the test_hmm.c in moddir, built as an external module against
+    the stock build's objects (its config, headers and Module.symvers): a mutant costs
+    one module, not a kernel. Returns the .ko path."""
+    with open(os.path.join(moddir, "Kbuild"), "w") as f:
+        f.write("obj-m := test_hmm.o\n")
+    cc = "ccache gcc" if shutil.which("ccache") else "gcc"
+    cmd = ["make", f"O={info['obj']}", f"M={moddir}", f"CC={cc}", "-j", jobs(), "modules"]
+    log.write(("+ " + " ".join(cmd) + "\n").encode())
+    log.flush()
+    r = subprocess.run(cmd, cwd=info["tree"], check=False, stdout=log, stderr=subprocess.STDOUT,
+                       env=ccache_env())
+    ko = os.path.join(moddir, "test_hmm.ko")
+    if r.returncode != 0 or not os.path.exists(ko):
+        raise LabError(f"building test_hmm.ko in {moddir} failed (exit {r.returncode}); see {log.name}")
+    return ko
+
+
+def prebuilt(args, cell):
     """--kernel BZIMAGE --modules DIR: the given kernel; hmm-tests still from a tree."""
     kernel = os.path.realpath(args.kernel)
     if not os.path.isfile(kernel):
@@ -173,11 +240,11 @@ def prebuilt(args):
     kos = glob.glob(os.path.join(args.modules, "**", "test_hmm.ko"), recursive=True)
     if not kos:
         raise LabError(f"--modules {args.modules}: no test_hmm.ko below it; build with CONFIG_TEST_HMM=m")
-    # hmm-tests still comes from a source tree: --source or the Debian package
+    # hmm-tests still comes from a source tree: --source or the cell's Debian package
     if args.source:
         tree, version = os.path.realpath(args.source), "src"
     else:
-        tree, version = source.fetch_debian_source()
+        tree, version = source.fetch_debian_source(cell.kernel)
     hdir = os.path.join(CACHE, "build", "hmm-tests-" + path_safe(version) + "-" + sha(tree)[:8])
     os.makedirs(hdir, exist_ok=True)
     ht = os.path.join(hdir, "hmm-tests")
@@ -187,4 +254,4 @@ def prebuilt(args):
             build_hmm_tests(tree, os.path.join(hdir, "obj", "usr"), ht, log)
     return {"key": "prebuilt", "version": version, "release": "prebuilt " + os.path.basename(kernel),
             "tree": tree, "kasan": args.kasan, "bzImage": kernel, "test_hmm": kos[0],
-            "hmm_tests": ht, "cached": True}
+            "test_hmm_config": "m", "hmm_tests": ht, "cached": True}

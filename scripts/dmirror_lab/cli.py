@@ -1,29 +1,33 @@
 """dmirror lab: build a Linux test kernel with test_hmm, boot it under QEMU,
 run the kernel's hmm-tests and `dmirror run --backend kernel` side by side in
-the same boot, read the kernel log, and report.
+the same boot, read the kernel log, and report; across kernels and
+configurations (cells), between two kernels, and against injected bugs.
 
-    scripts/lab run --out DIR      build (cached), boot, run both suites, report
-    scripts/lab build              only build (or reuse) kernel, test_hmm.ko, hmm-tests
-    scripts/lab shell              boot the test kernel with a shell on the console
-    scripts/lab deps               install the Debian packages the lab needs
-    scripts/lab fetch              only download and unpack the kernel source
-    scripts/lab report --out DIR   re-read DIR/guest and print the report again
+    scripts/lab run [--cell NAME] --out DIR      one cell (default 7.3-madvise)
+    scripts/lab matrix [--cells A,B,...] --out DIR   several cells, one table
+    scripts/lab compare --base CELL --with CELL|--source DIR --out DIR
+    scripts/lab mutants --out DIR                 injected bugs, each against stock 7.3
+    scripts/lab cells                             the cells
+    scripts/lab build [--cell NAME]               only build (or reuse) kernel, test_hmm.ko, hmm-tests
+    scripts/lab shell [--cell NAME]               boot the test kernel with a shell on the console
+    scripts/lab deps                              install the Debian packages the lab needs
+    scripts/lab fetch [--cell NAME]               only download and unpack the kernel source
+    scripts/lab report --out DIR                  print an earlier run's report again
 
 See scripts/LAB.md. Exit codes: 0 all good, 1 a check failed (disagreement,
-new kernel splat, unload failure, ...), 2 the lab could not do its job.
+new kernel splat, unload failure, mutant not caught, ...), 2 the lab could
+not do its job.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-from . import build, deps, dmirror, guest, initramfs, qemu, report, source
-from .common import BENCH, LabError, require_data_filter, say
+from . import build, cells, deps, dmirror, guest, initramfs, qemu, runner, source
+from .common import BENCH, LabError, say
 
 
 def cmd_deps(args):
@@ -35,100 +39,77 @@ def cmd_deps(args):
     return 0
 
 
+def cmd_cells(args):
+    for name in cells.MATRIX_ORDER:
+        c = cells.CELLS[name]
+        p = c.profile
+        say(f"{name:14} {c.kernel.package} ({c.kernel.suite}), profile {p.name}, THP {c.thp}, "
+            f"TEST_HMM={c.test_hmm}, {p.cpus} CPUs, {p.mem_mib} MiB"
+            f"{', NUMA ' + '+'.join(str(n) for n in p.numa_mib) if p.numa_mib else ''}"
+            f"{', ' + ' '.join(p.append) if p.append else ''}")
+    return 0
+
+
 def cmd_fetch(args):
-    require_data_filter()
-    tree, version = source.fetch_debian_source()
-    say(f"source: {tree} ({source.PACKAGE} {version})")
+    tree, version = source.fetch_debian_source(cells.cell(args.cell).kernel)
+    say(f"source: {tree} ({version})")
     return 0
 
 
 def cmd_build(args):
-    require_data_filter()
     deps.ensure_deps()
-    info = build.build(args)
+    info = build.build(args, cells.cell(args.cell))
     say(f"build: bzImage {info['bzImage']}")
-    say(f"build: test_hmm {info['test_hmm']}")
+    say(f"build: test_hmm {info['test_hmm'] or 'built in'}")
     say(f"build: hmm-tests {info['hmm_tests']}")
     return 0
 
 
-def boot_and_run(args, info, dmirror_path, out):
-    """One boot that runs both suites; returns (the results directory, timings)."""
-    work = os.path.join(out, "guest")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    spm0, spm1, _ = qemu.spm_layout(args.mem)
-    config = guest.config_text("run", args.bench, spm0, spm1, args.test_timeout, args.only)
-    initrd = os.path.join(out, "initramfs.cpio")
-    initramfs.make_initramfs(initrd, info, dmirror_path, config)
-    say(f"guest: initramfs {os.path.getsize(initrd) >> 20} MiB; spm_addr_dev0={spm0:#x} "
-        f"spm_addr_dev1={spm1:#x}")
-    console = os.path.join(out, "console.log")
-    results = os.path.join(work, "results.b64")
-    for p in (console, results):
-        with open(p, "w"):
-            pass
-    cmd, _, _, append = qemu.qemu_cmd(args, info, initrd,
-                                      ["-serial", f"file:{console}", "-serial", f"file:{results}"])
-    with open(os.path.join(out, "qemu-cmdline.txt"), "w") as f:
-        f.write(" ".join(cmd) + "\n")
-    say(f"guest: qemu {'KVM' if args.kvm else 'TCG'}, {args.mem} MiB, cmdline: {append}")
-    wall, ev = qemu.boot(cmd, console, os.path.join(out, "qemu.log"), args.timeout)
-    res = guest.receive_results(results, work, console)
-    timing = {"qemu_wall_s": round(wall, 1), "boot_to_init_s": round(ev.get("init", 0), 1)}
-    for s in guest.SUITES:
-        if f"{s}-start" in ev and f"{s}-end" in ev:
-            timing[f"{s}_wall_s"] = round(ev[f"{s}-end"] - ev[f"{s}-start"], 1)
-    return res, timing
-
-
 def cmd_run(args):
-    require_data_filter()
+    cell = cells.cell(args.cell)
     out = os.path.realpath(args.out)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.time()
-    deps.ensure_deps()
-    info = build.build(args)
-    t_build = time.time() - t0
-    dmirror_path, dstatus, dok = dmirror.build_dmirror(args, out)
-    say(dstatus)
-    res, timing = boot_and_run(args, info, dmirror_path, out)
-    # the release the guest ran (a prebuilt kernel's is known only there)
-    release = guest.kernel_release(res) or info.get("release")
-    say(dmirror.compare_traces(out, dmirror_path, release, args.bench))
-    timing["lab_total_s"] = round(time.time() - t0, 1)
-    timing["build_step_s"] = round(t_build, 1)
-    with open(os.path.join(out, "run.json"), "w") as f:
-        json.dump({"info": info, "timing": timing, "dmirror_status": dstatus, "dmirror_ok": dok,
-                   "args": {k: v for k, v in vars(args).items() if k != "func"}}, f, indent=1)
-    return report.report(out, info, timing, dstatus, dok, args)
+    if args.mutant:
+        from . import mutants
+        return mutants.run_one(args, cell, out)
+    return runner.run_cell(args, cell, out)[0]
+
+
+def cmd_matrix(args):
+    from . import matrix
+    return matrix.run_matrix(args, cells.cell_list(args.cells or ",".join(cells.MATRIX_ORDER)),
+                             os.path.realpath(args.out))
+
+
+def cmd_compare(args):
+    from . import compare
+    if bool(args.with_cell) == bool(args.source):
+        raise LabError("compare needs exactly one of --with CELL and --source DIR")
+    return compare.run_compare(args, os.path.realpath(args.out))
+
+
+def cmd_mutants(args):
+    from . import mutants
+    return mutants.run_all(args, os.path.realpath(args.out))
 
 
 def cmd_report(args):
-    out = os.path.realpath(args.out)
-    run_json = os.path.join(out, "run.json")
-    if not os.path.exists(run_json):
-        raise LabError(f"{run_json} does not exist; pass the --out DIR of an earlier `scripts/lab run`")
-    with open(run_json) as f:
-        saved = json.load(f)
-    for k in ("thp", "kvm"):
-        setattr(args, k, saved["args"].get(k))
-    return report.report(out, saved["info"], saved["timing"], saved["dmirror_status"], saved["dmirror_ok"],
-                         args)
+    return runner.report_again(os.path.realpath(args.out))
 
 
 def cmd_shell(args):
-    require_data_filter()
+    cell = cells.cell(args.cell)
     deps.ensure_deps()
-    info = build.build(args)
+    info = build.build(args, cell)
     out = tempfile.mkdtemp(prefix="dmirror-lab-shell-")
     dmirror_path, status, _ = dmirror.build_dmirror(args, out)
     say(status)
-    spm0, spm1, _ = qemu.spm_layout(args.mem)
-    config = guest.config_text("shell", False, spm0, spm1, args.test_timeout, None)
+    settings = runner.guest_settings(args, cell)
+    spm0, spm1, _ = qemu.spm_layout(settings.mem)
+    config = guest.config_text("shell", spm0, spm1, cell.test_hmm, args.test_timeout, False, cell.thp)
     initrd = os.path.join(out, "initramfs.cpio")
     initramfs.make_initramfs(initrd, info, dmirror_path, config)
-    cmd, _, _, _ = qemu.qemu_cmd(args, info, initrd, ["-serial", "mon:stdio", "-serial", "null"])
+    guest.prepare_share(out, {})
+    cmd, _ = qemu.qemu_cmd(settings, info, initrd, ["-serial", "mon:stdio"], share=out)
     say("shell: booting; Ctrl-A X quits qemu")
     try:
         return subprocess.call(cmd)
@@ -138,8 +119,10 @@ def cmd_shell(args):
 
 def kernel_options(p):
     g = p.add_argument_group("kernel")
+    g.add_argument("--cell", default=cells.DEFAULT_CELL, metavar="NAME",
+                   help=f"kernel x profile x THP mode (default {cells.DEFAULT_CELL}; `scripts/lab cells`)")
     g.add_argument("--source", metavar="DIR",
-                   help="build this kernel tree instead of Debian's linux-source-7.3")
+                   help="build this kernel tree instead of the cell's Debian package (same config)")
     g.add_argument("--kernel", metavar="BZIMAGE", help="use a prebuilt kernel (with --modules)")
     g.add_argument("--modules", metavar="DIR", help="directory containing the matching test_hmm.ko")
     g.add_argument("--kasan", action="store_true", help="also enable KASAN (separate cache entry)")
@@ -148,19 +131,34 @@ def kernel_options(p):
 
 def guest_options(p):
     g = p.add_argument_group("guest")
-    g.add_argument("--thp", choices=["always", "madvise", "never"], default="madvise",
-                   help="transparent_hugepage= on the guest cmdline (default madvise)")
     g.add_argument("--kvm", action="store_true", help="use KVM (default TCG)")
     g.add_argument("--cpu", help="qemu -cpu model (default max for TCG, host for KVM)")
-    g.add_argument("--cpus", type=int, help="guest CPUs (default 2 where the host has them)")
-    g.add_argument("--mem", type=int, default=4096,
+    g.add_argument("--cpus", type=int, help="guest CPUs (default: the cell's profile, 2 or 4)")
+    g.add_argument("--mem", type=int,
                    help="guest RAM in MiB, including the 512 MiB reserved for the coherent devices "
-                        "(default 4096)")
+                        "(default: the cell's profile, 4096 or 16384)")
     g.add_argument("--dmirror", metavar="PATH", help="use this dmirror binary instead of building it")
     g.add_argument("--no-dmirror", action="store_true", help="run only the C suite")
     g.add_argument("--append", action="append", help="extra kernel cmdline argument (repeatable)")
     g.add_argument("--panic-on-oops", action="store_true", help="add oops=panic")
-    g.add_argument("--test-timeout", type=int, default=900, help="seconds per case before the lab kills it")
+    g.add_argument("--test-timeout", type=int, default=300,
+                   help="seconds before the guest kills one C case's process (default 300)")
+
+
+def run_options(p):
+    p.add_argument("--bench", action="store_true", help=f"also run {BENCH} (>500 s under TCG)")
+    p.add_argument("--only", metavar="REGEX", help="run only cases whose name matches (a finding alone)")
+    p.add_argument("--upto", metavar="CASE",
+                   help="stop each suite after this case (a finding with the cases run before it)")
+    p.add_argument("--no-trace", action="store_true",
+                   help="run dmirror without --trace (to time it so; no trace comparison)")
+    p.add_argument("--record-traces", action="store_true",
+                   help="copy the kernel's traces into Tests/KernelTraces/<cell>/ with cell.json")
+    p.add_argument("--timeout", type=int, default=75, help="minutes per boot (default 75)")
+    p.add_argument("--hang-after", type=int, default=120,
+                   help="seconds a case may run before the lab calls it hung in the kernel and boots "
+                        "afresh (default 120; the harness itself stops a case at 30 s, the benchmark "
+                        "at 120 s, which gets 90 s more)")
 
 
 def parser():
@@ -168,14 +166,38 @@ def parser():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("run", help="build, boot, run both suites, report")
+    p = sub.add_parser("run", help="one cell: build, boot, run both suites, report")
     kernel_options(p)
     guest_options(p)
+    run_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="where the report files go")
-    p.add_argument("--bench", action="store_true", help=f"also run {BENCH} (>500 s under TCG)")
-    p.add_argument("--only", metavar="REGEX", help="run only cases whose name matches (debugging)")
-    p.add_argument("--timeout", type=int, default=75, help="minutes for the whole boot (default 75)")
+    p.add_argument("--mutant", metavar="NAME", help="with the test_hmm.ko of scripts/mutants/NAME.patch")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("matrix", help="run several cells and print one table")
+    kernel_options(p)
+    guest_options(p)
+    run_options(p)
+    p.add_argument("--cells", metavar="A,B,...", help="the cells (default: all, cheapest first)")
+    p.add_argument("--out", required=True, metavar="DIR", help="DIR/<cell>/ per cell, DIR/matrix.md")
+    p.set_defaults(func=cmd_matrix, mutant=None)
+
+    p = sub.add_parser("compare", help="run two kernels and report what changed")
+    kernel_options(p)
+    guest_options(p)
+    run_options(p)
+    p.add_argument("--base", required=True, metavar="CELL", help="the baseline cell")
+    p.add_argument("--with", dest="with_cell", metavar="CELL", help="the other cell")
+    p.add_argument("--out", required=True, metavar="DIR", help="DIR/base, DIR/with, DIR/compare.md")
+    p.set_defaults(func=cmd_compare, mutant=None)
+
+    p = sub.add_parser("mutants", help="each injected bug in scripts/mutants against stock 7.3")
+    kernel_options(p)
+    guest_options(p)
+    run_options(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="DIR/stock, DIR/<mutant>, DIR/mutants.md")
+    p.add_argument("--mutants", metavar="A,B,...", help="only these mutants (names of the .patch files)")
+    p.set_defaults(func=cmd_mutants, mutant=None)
 
     p = sub.add_parser("build", help="build (or reuse) the kernel, test_hmm.ko and hmm-tests")
     kernel_options(p)
@@ -186,9 +208,10 @@ def parser():
     guest_options(p)
     p.set_defaults(func=cmd_shell)
 
-    p = sub.add_parser("deps", help="install the Debian packages the lab needs")
-    p.set_defaults(func=cmd_deps)
-    p = sub.add_parser("fetch", help="download and unpack linux-source-7.3")
+    sub.add_parser("cells", help="list the cells").set_defaults(func=cmd_cells)
+    sub.add_parser("deps", help="install the Debian packages the lab needs").set_defaults(func=cmd_deps)
+    p = sub.add_parser("fetch", help="download and unpack a cell's kernel source")
+    p.add_argument("--cell", default=cells.DEFAULT_CELL, metavar="NAME")
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("report", help="print the report of an earlier run again")
     p.add_argument("--out", required=True, metavar="DIR")

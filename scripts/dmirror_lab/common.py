@@ -4,8 +4,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
-import tarfile
 
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 REPO = os.path.dirname(SCRIPTS)
@@ -49,14 +47,3 @@ def read_text(path, default=None):
         return default
     with open(path, errors="replace") as f:
         return f.read()
-
-
-def require_data_filter():
-    """Every tar the lab unpacks goes through tarfile's "data" filter (no absolute
-    paths, no links out of the target, no device nodes); Pythons without it
-    (before 3.11.4, and Debian 12's 3.11.2) cannot run the lab."""
-    if not hasattr(tarfile, "data_filter"):
-        version = ".".join(map(str, sys.version_info[:3]))
-        raise LabError(f"this Python ({version}, {sys.executable}) has no tarfile.data_filter, which the "
-                       "lab unpacks every tar with; run scripts/lab with Python 3.11.4 or later "
-                       "(e.g. python3.12 scripts/lab ...)")

@@ -1,5 +1,5 @@
 """dmirror itself: building or locating the binary, and asking it things. Its
-answers are read as JSON documents (`run --format json`, `compare-traces
+answers are read as JSON (`run --format jsonl` in guest.py, `compare-traces
 --format json`, `abi --format json`), never by matching its text; the kernel
 release -> ioctl ABI mapping lives only in dmirror."""
 
@@ -10,8 +10,7 @@ import shutil
 import subprocess
 import time
 
-from . import tap
-from .common import BENCH, REPO, LabError, fmt_secs, read_text, say
+from .common import REPO, LabError, fmt_secs, read_text, say
 
 
 def build_dmirror(args, out):
@@ -77,53 +76,6 @@ def ask_abi(dmirror, release):
     return None, f"dmirror abi {release}: {why}"
 
 
-# ------------------------------------------------------ dmirror run --format json
-
-def find_case(doc, name):
-    """The entry of case `name` in a `run --format json` document, or None."""
-    for case in (doc or {}).get("cases") or []:
-        if isinstance(case, dict) and case.get("name") == name:
-            return case
-    return None
-
-
-def case_verdict(path, name):
-    """(verdict, detail) of one case from its `dmirror run --format json -r NAME` document."""
-    if not os.path.exists(path):
-        return "error", "no output"
-    doc = load_document(read_text(path))
-    if doc is None:
-        return "error", "no JSON document"
-    case = find_case(doc, name)
-    if case is None:
-        return "error", "no result for the case in the JSON document"
-    verdict = case.get("verdict")
-    if verdict not in ("pass", "fail", "skip"):
-        return "error", f"unknown verdict {verdict!r}"
-    return verdict, "" if verdict == "pass" else (case.get("reason") or "")
-
-
-def case_tap_lines(json_text, err_text, name):
-    """One case as kselftest TAP lines (the harness's RUN, its output, OK/FAIL and
-    result line), rendered from its JSON document; what dmirror wrote on stderr
-    goes in as diagnostics."""
-    doc = load_document(json_text)
-    case = find_case(doc, name)
-    lines = []
-    backend = (doc or {}).get("backend") or {}
-    if backend:
-        lines.append(f"# dmirror: backend {backend.get('name')} ({backend.get('detail')})")
-    if case:
-        lines.append(f"#  RUN           {name} ...")
-        lines += (case.get("output") or "").splitlines()
-    lines += err_text.splitlines()
-    if case and case.get("verdict") in ("pass", "fail", "skip"):
-        word = "FAIL" if case["verdict"] == "fail" else "OK"
-        lines.append(f"#          {' ' * (4 - len(word))}{word}  {name}")
-        lines.append(tap.test_line(case.get("number", 1), name, case["verdict"], case.get("reason")))
-    return lines
-
-
 # ------------------------------------------------------ dmirror compare-traces
 
 SHORT_VERDICT = {"same": "same", "differs": "differs", "nondeterministic": "nondet", "ignored": "ignored"}
@@ -172,27 +124,38 @@ def render_traces(doc):
     return "\n".join(lines) + "\n"
 
 
-def compare_traces(out, dmirror, release, bench):
-    """Replays the suite on dmirror's simulator with command traces and
-    compares them, command by command, with the kernel's traces from the
-    guest. Writes out/traces.json and out/traces.txt; returns a status line."""
-    kernel_traces = os.path.join(out, "guest", "results", "dmirror-traces")
+def sim_run_command(dmirror, release, thp, sim_traces, cases):
+    """`dmirror run` on the simulator configured as the cell's kernel (its release
+    decides the ABI and the driver's behaviour) and THP mode, for the given cases."""
+    cmd = [dmirror, "run", "--backend", "sim", "--sim-release", release, "--sim-thp", thp,
+           "--trace", sim_traces]
+    for name in cases:
+        cmd += ["-r", name]
+    return cmd
+
+
+def compare_traces(out, dmirror, release, thp, kernel_traces):
+    """Replays the cases the kernel traced on dmirror's simulator, configured as
+    the cell (--sim-release, --sim-thp), and compares the two command by command.
+    Writes out/traces.json and out/traces.txt; returns a status line."""
     json_path = os.path.join(out, "traces.json")
     if os.path.exists(json_path):
         os.unlink(json_path)
-    if not dmirror or not os.path.isdir(kernel_traces):
-        return "traces: not compared (dmirror did not run with --trace in the guest)"
+    cases = sorted(f[:-len(".trace")] for f in os.listdir(kernel_traces) if f.endswith(".trace")) \
+        if dmirror and os.path.isdir(kernel_traces) else []
+    if not cases:
+        return "traces: not compared (dmirror recorded no trace in the guest)"
+    if not release or not thp:
+        return "traces: not compared (the guest did not report its release and THP mode)"
     abi, why = ask_abi(dmirror, release)
     if not abi:
         return f"traces: not compared ({why})"
     sim_traces = os.path.join(out, "sim-traces")
     shutil.rmtree(sim_traces, ignore_errors=True)
-    cmd = [dmirror, "run", "--backend", "sim", "--abi", abi, "--trace", sim_traces]
-    if not bench:
-        cmd += ["-T", BENCH]
     t0 = time.time()
     with open(os.path.join(out, "sim.tap"), "wb") as f:
-        subprocess.run(cmd, check=False, stdout=f, stderr=subprocess.STDOUT)
+        subprocess.run(sim_run_command(dmirror, release, thp, sim_traces, cases), check=False,
+                       stdout=f, stderr=subprocess.STDOUT)
     r = subprocess.run([dmirror, "compare-traces", kernel_traces, sim_traces, "--format", "json"],
                        check=False, capture_output=True, text=True)
     doc = load_document(r.stdout)
@@ -203,7 +166,8 @@ def compare_traces(out, dmirror, release, bench):
                 f"see {out}/traces.txt)")
     with open(json_path, "w") as f:
         f.write(r.stdout)
-    return f"traces: kernel vs simulator (ABI {abi}) compared in {fmt_secs(time.time() - t0)}"
+    return (f"traces: kernel vs simulator (--sim-release {release} --sim-thp {thp}, ABI {abi}) "
+            f"compared in {fmt_secs(time.time() - t0)}")
 
 
 def read_trace_comparison(out):

@@ -1,29 +1,66 @@
-"""The kernel configuration: `make tinyconfig`, the lab's fragment merged with
-the tree's scripts/config, olddefconfig, then every option of the fragment
-checked, because Kconfig silently drops an option whose dependencies fail."""
+"""The kernel configuration: `make tinyconfig`, the lab's fragment (and a
+profile's fragment on top) merged with the tree's scripts/config,
+olddefconfig, then every option checked, because Kconfig silently drops an
+option whose dependencies fail.
+
+A fragment line may end in `# lab: COND[, COND...]`; it counts only when every
+condition holds. Conditions: `kasan` (only with --kasan), `>=X.Y` and `<X.Y`
+(the tree's kernel version), for options a kernel generation added or removed."""
 
 import os
 import re
 
-from .common import KERNEL_FRAGMENT, LabError, run
+from .common import KERNEL_FRAGMENT, SCRIPTS, LabError, run
+
+COND = re.compile(r"#\s*lab:\s*(.*)$")
 
 
-def fragment_lines(kasan, path=KERNEL_FRAGMENT):
-    """(option, value) pairs from scripts/lab-kernel.config; lines marked
-    `# lab: kasan` only with kasan."""
+def holds(cond, kasan, version, where):
+    m = re.fullmatch(r"(>=|<)(\d+)\.(\d+)", cond)
+    if m:
+        want = (int(m.group(2)), int(m.group(3)))
+        return version >= want if m.group(1) == ">=" else version < want
+    if cond == "kasan":
+        return kasan
+    raise LabError(f"{where}: unknown condition {cond!r} after '# lab:' (kasan, >=X.Y, <X.Y)")
+
+
+def fragment_lines(kasan, path=KERNEL_FRAGMENT, version=(7, 3)):
+    """(option, value) pairs of a fragment whose conditions hold for this build."""
     out = []
     with open(path) as f:
         for raw in f:
-            if "# lab: kasan" in raw and not kasan:
-                continue
-            line = raw.split("#", 1)[0].strip()
+            line, _, comment = raw.partition("#")
+            line = line.strip()
             if not line:
+                continue
+            m = COND.search("#" + comment)
+            if m and not all(holds(c.strip(), kasan, version, path) for c in m.group(1).split(",")):
                 continue
             m = re.fullmatch(r"CONFIG_([A-Z0-9_]+)=(\S+)", line)
             if not m:
                 raise LabError(f"bad line in {path}: {line!r}")
             out.append((m.group(1), m.group(2)))
     return out
+
+
+def merged(*lists):
+    """One list of (option, value): an option keeps its first place, the last value wins."""
+    values = {}
+    for opts in lists:
+        for name, val in opts:
+            values[name] = val
+    return list(values.items())
+
+
+def cell_options(cell, kasan, version):
+    """Every option a cell's kernel is built with: the lab fragment, the profile's
+    fragment, and TEST_HMM as the cell says (m: a module, y: built in)."""
+    lists = [fragment_lines(kasan, KERNEL_FRAGMENT, version)]
+    if cell.profile.fragment:
+        lists.append(fragment_lines(kasan, os.path.join(SCRIPTS, cell.profile.fragment), version))
+    lists.append([("TEST_HMM", cell.test_hmm)])
+    return merged(*lists)
 
 
 def config_args(opts):
@@ -62,8 +99,7 @@ def unstuck(opts, have):
     return None
 
 
-def configure(tree, obj, kasan, log):
-    opts = fragment_lines(kasan)
+def configure(tree, obj, opts, log, fragments):
     make = ["make", "-s", f"O={obj}"]
     run([*make, "tinyconfig"], cwd=tree, stdout=log, stderr=log)
     run(["./scripts/config", "--file", os.path.join(obj, ".config"), *config_args(opts)],
@@ -75,4 +111,4 @@ def configure(tree, obj, kasan, log):
         name, val, got = bad
         raise LabError(f"kernel option CONFIG_{name}={val} did not stick after olddefconfig "
                        f"(got {got}); check its dependencies in Kconfig and fix "
-                       f"scripts/lab-kernel.config")
+                       f"{' or '.join(fragments)} (a line may carry '# lab: <X.Y' or '>=X.Y')")

@@ -1,22 +1,28 @@
-"""The report of a run: the verdict table (verdicts.tsv), the reassembled TAP
-streams, splats.txt, timings.json, and the checks that decide the exit status."""
+"""The report of one cell's run: the verdict table (verdicts.tsv), the
+reassembled TAP streams, kernel.log, splats.txt, findings.txt, summary.json
+(what matrix and compare read), and the checks that decide the exit status."""
 
 import json
 import os
-import shutil
+import re
+import shlex
 
+from . import boots as boots_mod
 from . import dmirror, guest, splats, tap
 from .common import read_text, say
 
 REAL_VERDICTS = ("pass", "fail", "skip", "error", "xfail")
 FAILED = ("fail", "error")
+VERDICTS = ("pass", "fail", "skip", "error", "crash", "not run")
 
 
 def verdict_table(corder, cres, dorder, dres, dmirror_ran, traces, cell):
     """Every case (the C suite's order, then dmirror's extra cases) as a row
     (case, C, dmirror, trace, C splats, dmirror splats), a missing verdict as "-";
     cell(suite, name) gives a splat column. Returns (rows, disagreements,
-    kernel findings (failed in both), failed in C where dmirror has no verdict)."""
+    kernel findings (failed in both), failed in C where dmirror has no verdict).
+    A "crash" (the case hit a kernel fault or hang) is a finding, never a
+    disagreement: the other suite ran that case on a kernel that had not failed yet."""
     names = list(corder) + [n for n in dorder if n not in cres]
     rows, disagree, findings, c_only_fail = [], [], [], []
     for n in names:
@@ -54,11 +60,14 @@ def table_lines(rows, disagree):
     return lines
 
 
+def counts(results):
+    """{verdict: number of cases} over VERDICTS."""
+    return {v: sum(1 for r in results.values() if r["verdict"] == v) for v in VERDICTS}
+
+
 def count_line(label, results):
-    def count(v):
-        return sum(1 for r in results.values() if r["verdict"] == v)
-    return (f"{label}: {len(results)} cases: pass {count('pass')}, fail {count('fail')}, "
-            f"skip {count('skip')}, error {count('error')}, not run {count('not run')}")
+    c = counts(results)
+    return f"{label}: {len(results)} cases: " + ", ".join(f"{v} {c[v]}" for v in VERDICTS)
 
 
 def first_few(names, n=6):
@@ -71,92 +80,198 @@ def coherent_skipped(corder, cres):
     return [n for n in coh if cres[n]["verdict"] == "skip" and "COHERENT" in cres[n]["detail"]]
 
 
-def module_checks(res):
-    """(unload console line, problems) from the guest's insmod/rmmod records."""
-    problems = []
-    spm_ok = os.path.join(res, "spm.ok")
-    if os.path.exists(spm_ok) and read_text(spm_ok).strip() != "1":
-        problems.append("the memory for the coherent devices is not reserved RAM in the guest "
-                        "(see the spm: lines above); test_hmm was loaded without spm addresses")
-    if read_text(os.path.join(res, "insmod.rc")).strip() != "0":
-        problems.append("insmod test_hmm failed: " + read_text(os.path.join(res, "insmod.txt")).strip())
-    rm = read_text(os.path.join(res, "rmmod.rc"), "?").strip()
+def unload_status(res, test_hmm, last_ended):
+    """(word for the matrix, console line, problems) from the last boot's rmmod records.
+    The unload that counts is the one after every case ran: the last boot's."""
+    if test_hmm == "y":
+        return "n/a", "unload: n/a (test_hmm is built in)", []
+    rm = read_text(os.path.join(res, "rmmod.rc"), "").strip()
+    if not rm:
+        why = f"the last boot ended: {last_ended}"
+        # after a kernel fault or hang in the last case there is nothing left to unload from
+        # (that finding stands on its own); anything else means the lab lost the step
+        problems = [] if last_ended in ("fault", "hang") else [f"rmmod test_hmm was not tried ({why})"]
+        return "not tried", f"unload: not tried ({why})", problems
     tries = read_text(os.path.join(res, "rmmod.tries"), "1").strip()
     rmtxt = read_text(os.path.join(res, "rmmod.txt"), "").strip()
-    line = (f"unload: rmmod test_hmm {'ok' if rm == '0' else 'FAILED (exit ' + rm + ')'}"
-            f"{'' if tries == '1' else f' after {tries} tries'}")
-    if rm != "0":
-        last = [x for x in rmtxt.splitlines() if x.startswith("rmmod")][-1:] or ["?"]
-        refs = [x for x in rmtxt.splitlines() if x.startswith("try ")][-1:] or ["?"]
-        problems.append(f"rmmod test_hmm failed {tries} times ({last[0]}; {refs[0]}); "
-                        f"see {res}/rmmod.txt")
-    return line, problems
+    if rm == "0":
+        return "ok", f"unload: rmmod test_hmm ok{'' if tries == '1' else f' after {tries} tries'}", []
+    if rm == "hung":
+        detail = [x for x in rmtxt.splitlines() if x.startswith("rmmod still running")][-1:] or ["?"]
+        return ("hung", "unload: rmmod test_hmm HUNG",
+                [f"rmmod test_hmm hung: {detail[0]}; see {res}/rmmod.txt"])
+    last = [x for x in rmtxt.splitlines() if x.startswith("rmmod")][-1:] or ["?"]
+    refs = [x for x in rmtxt.splitlines() if x.startswith("try ")][-1:] or ["?"]
+    return ("FAILED", f"unload: rmmod test_hmm FAILED (exit {rm}) after {tries} tries",
+            [f"rmmod test_hmm failed {tries} times ({last[0]}; {refs[0]}); see {res}/rmmod.txt"])
 
 
-def trace_tally_line(traces, out):
+def module_problems(res, test_hmm, coherent, spm=None):
+    """Problems with loading test_hmm: the reserved RAM, insmod, and for a built-in
+    test_hmm the spm addresses it took from the command line (spm: the two expected)."""
+    problems = []
+    if test_hmm == "y" and coherent and spm:
+        got = read_text(os.path.join(res, "builtin-spm.txt"), "").split()
+        try:
+            values = tuple(int(x, 0) for x in got)
+        except ValueError:
+            values = ()
+        if values != tuple(spm):
+            problems.append(f"the built-in test_hmm has spm_addr_dev0/1 {' '.join(got) or 'unset'}, "
+                            f"not {spm[0]:#x} {spm[1]:#x} from the command line")
+    spm_ok = os.path.join(res, "spm.ok")
+    if coherent and os.path.exists(spm_ok) and read_text(spm_ok).strip() != "1":
+        problems.append("the memory for the coherent devices is not reserved RAM in the guest "
+                        "(see the spm: lines above); test_hmm has no coherent devices")
+    if test_hmm == "m" and read_text(os.path.join(res, "insmod.rc"), "0").strip() != "0":
+        problems.append("insmod test_hmm failed: " + read_text(os.path.join(res, "insmod.txt"), "").strip())
+    return problems
+
+
+def trace_tally(traces):
     tally = {}
     for v in traces.values():
         tally[v] = tally.get(v, 0) + 1
-    return ("traces (kernel vs simulator, command by command): " +
-            ", ".join(f"{k} {v}" for k, v in sorted(tally.items())) + f" (details in {out}/traces.txt)")
+    return tally
 
 
-def report(out, info, timing, dmirror_status, dmirror_ok, args):
-    """Writes the report files into out, prints the table and the checks;
-    returns the exit status (0 or 1)."""
-    res = os.path.join(out, "guest", "results")
+def repro_command(run_flags, name):
+    """The lab command that runs one case alone, in both suites, on the same kernel."""
+    return "scripts/lab run " + " ".join([*run_flags, "--only", shlex.quote("^" + re.escape(name) + "$")])
+
+
+def prefix_command(run_flags, name):
+    """The lab command that runs the case after the cases of its variant before it: a
+    finding that needs the device in the state earlier cases left it in."""
+    variant = name.rsplit(".", 1)[0] + "."
+    return "scripts/lab run " + " ".join([*run_flags, "--only", shlex.quote("^" + re.escape(variant)),
+                                          "--upto", name])
+
+
+def findings(results, rows, disagree, grouped, run_flags):
+    """The kernel findings: every case with a NEW splat, a kernel fault or hang, or
+    a failure in both suites. Each: case, suites, kind, the splat's first lines, and
+    the command that reproduces it alone."""
+    out = {}
+    for n, c, d, *_ in rows:
+        kinds, first = [], None
+        for suite, verdict in (("kselftest", c), ("dmirror", d)):
+            if verdict == "crash":
+                kinds.append(f"{suite}: {results[suite][n]['detail']}")
+            new = [s for s in grouped.get(f"{suite}:{n}", []) if not s["known"] and not s["after_fault"]]
+            if new:
+                kinds.append(f"{suite}: {len(new)} new splat(s): {new[0]['title']}")
+                first = first or new[0]
+        if c in FAILED and d in FAILED + ("-",) and n not in disagree:
+            # the C suite's TAP line carries no reason; dmirror's result does
+            why = (results["dmirror"].get(n, {}).get("detail") or results["kselftest"][n].get("detail") or
+                   "see kselftest.tap")
+            kinds.append("fails in " + ("both suites" if d != "-" else "the C suite") + ": " + why[:160])
+        if kinds:
+            # the splat's first lines: a new one, else the first the case logged at all
+            first = first or next((s for suite in ("kselftest", "dmirror")
+                                   for s in grouped.get(f"{suite}:{n}", [])), None)
+            out[n] = {"case": n, "kinds": kinds,
+                      "splat": "\n".join(first["head"]) if first else "",
+                      "splat_known": bool(first and first["known"]),
+                      "repro": repro_command(run_flags, n), "repro_prefix": prefix_command(run_flags, n)}
+    # splats outside any case (boot, insmod, rmmod) are findings of the lab step
+    for test, ss in grouped.items():
+        if not test.startswith(("kselftest:", "dmirror:")):
+            new = [s for s in ss if not s["known"] and not s["after_fault"]]
+            if new:
+                out[test] = {"case": test, "kinds": [f"{len(new)} new splat(s): {new[0]['title']}"],
+                             "splat": "\n".join(new[0]["head"]),
+                             "repro": "scripts/lab run " + " ".join(run_flags) + " --only '^$'"}
+    return list(out.values())
+
+
+def findings_txt(found):
+    parts = []
+    for f in found:
+        splat = ""
+        if f["splat"]:
+            splat = (f"first lines of its {'known ' if f.get('splat_known') else ''}splat:\n" +
+                     "".join(f"    {x}\n" for x in f["splat"].splitlines()))
+        prefix = (f"if it does not fail alone, with the cases of its variant before it:\n    "
+                  f"{f['repro_prefix']}\n" if f.get("repro_prefix") else "")
+        parts.append(f"### {f['case']}\n" + "".join(f"- {k}\n" for k in f["kinds"]) + splat +
+                     f"reproduce alone:\n    {f['repro']}\n" + prefix)
+    return "\n".join(parts)
+
+
+def ratio(c, d):
+    return round(d / c, 3) if c and d else None
+
+
+def report(ctx):
+    """Writes the report files into ctx.out, prints the table and the checks;
+    returns (exit status 0 or 1, the summary dict also written to summary.json).
+    ctx: out, cell, label, info, boots, notrun, names ({suite: listed cases}),
+    dmirror_status, dmirror_ok, trace_status, run_flags (what reproduces this run),
+    trace (dmirror ran with --trace)."""
+    out, cell = ctx.out, ctx.cell
+    last = ctx.boots[-1]
+    res = last.results
     problems = []
-    notes = read_text(os.path.join(res, "notes.txt"), "")
-    # kernel log: the guest's dmesg (complete), else what the console saw
-    dmesg = os.path.join(res, "dmesg.txt")
-    have_dmesg = os.path.exists(dmesg) and os.path.getsize(dmesg) > 0
-    src_log = dmesg if have_dmesg else os.path.join(out, "console.log")
-    shutil.copy(src_log, os.path.join(out, "kernel.log"))
-    klines = read_text(os.path.join(out, "kernel.log")).splitlines()
 
-    cres, corder = guest.suite_results(res, "kselftest")
-    dres, dorder = guest.suite_results(res, "dmirror")
-    tap.write_tap(os.path.join(out, "kselftest.tap"), corder, cres,
-                  lambda n: guest.case_body(res, "kselftest", n))
-    dmirror_ran = os.path.exists(os.path.join(res, "dmirror.rc"))
-    if dmirror_ran:
-        tap.write_tap(os.path.join(out, "dmirror.tap"), dorder, dres,
-                      lambda n: guest.case_body(res, "dmirror", n))
-    else:
-        with open(os.path.join(out, "dmirror.tap"), "w") as f:
-            f.write(f"TAP version 13\n1..0 # SKIP {dmirror_status}\n")
-    if os.path.exists(os.path.join(res, "dmirror.list.rc")) and not dmirror_ran:
-        dmirror_ok = False
-        problems.append("dmirror does not run in the guest: " +
-                        read_text(os.path.join(res, "dmirror.list.err")).strip()[:300])
-
-    found = splats.classify_splats(splats.find_splats(klines), splats.load_known_splats())
+    klog = boots_mod.kernel_log(ctx.boots)
+    with open(os.path.join(out, "kernel.log"), "w") as f:
+        f.write(klog)
+    invalid = {(b.number, f"{suite}:{name}") for b in ctx.boots for suite, name in b.after_fault}
+    found = splats.classify_splats(splats.find_splats(klog.splitlines()), splats.load_known_splats(), invalid)
     with open(os.path.join(out, "splats.txt"), "w") as f:
         f.write(splats.splats_txt(found))
     grouped = splats.by_test(found)
 
-    trace_verdicts, trace_details = dmirror.read_trace_comparison(out)
-    rows, disagree, findings, c_only_fail = verdict_table(
-        corder, cres, dorder, dres, dmirror_ran, trace_verdicts,
+    results = boots_mod.merge(ctx.boots, ctx.notrun, getattr(ctx, "c_resumable", True))
+    cres, dres = results["kselftest"], results["dmirror"]
+    corder = [n for n in ctx.names["kselftest"] if n in cres]
+    dorder = [n for n in ctx.names["dmirror"] if n in dres]
+    dmirror_ran = bool(ctx.names["dmirror"])
+    boot_results = {b.number: b.results for b in ctx.boots}
+
+    def c_body(n):
+        where = boot_results.get(cres[n].get("boot"))
+        return read_text(os.path.join(where, "kselftest", f"{n}.out"), "").splitlines() if where else []
+
+    tap.write_tap(os.path.join(out, "kselftest.tap"), corder, cres, c_body)
+    backend = next((guest.dmirror_results(b.results)[0] for b in ctx.boots
+                    if guest.dmirror_results(b.results)[0]), None)
+    header = [f"# dmirror: backend {backend.get('name')} ({backend.get('detail')})"] if backend else []
+    numbers = {n: i for i, n in enumerate(dorder, 1)}
+    tap.write_tap(os.path.join(out, "dmirror.tap"), dorder, dres,
+                  lambda n: guest.dmirror_case_lines(n, dres[n], numbers[n])
+                  if dres[n]["verdict"] in ("pass", "fail", "skip") else [], header)
+
+    traces, trace_details = dmirror.read_trace_comparison(out)
+    rows, disagree, both_failed, c_only_fail = verdict_table(
+        corder, cres, dorder, dres, dmirror_ran, traces,
         lambda suite, n: splats.splat_cell(grouped, suite, n))
     with open(os.path.join(out, "verdicts.tsv"), "w") as f:
         f.write(verdicts_tsv(rows))
+    kfind = findings(results, rows, disagree, grouped, ctx.run_flags)
+    with open(os.path.join(out, "findings.txt"), "w") as f:
+        f.write(findings_txt(kfind))
 
     # ---- print
+    release = guest.kernel_release(res) or ctx.info.get("release")
+    thp = guest.guest_thp(res)
     say("")
-    say(f"kernel: {info['release']}  ({'KASAN, ' if info.get('kasan') else ''}PROVE_LOCKING, DEBUG_VM; "
-        f"THP={args.thp}; {'KVM' if args.kvm else 'TCG'})")
-    for line in notes.splitlines():
-        say(f"guest: {line}")
-    say(dmirror_status)
+    say(f"cell {ctx.label}: kernel {release} ({'KASAN, ' if ctx.info.get('kasan') else ''}PROVE_LOCKING, "
+        f"DEBUG_VM; profile {cell.profile.name}; TEST_HMM={cell.test_hmm}; THP={thp}; "
+        f"{len(ctx.boots)} boot(s))")
+    for b in ctx.boots:
+        for line in read_text(os.path.join(b.results, "notes.txt"), "").splitlines():
+            say(f"guest (boot {b.number}): {line}")
+    say(ctx.dmirror_status)
     say("")
     for line in table_lines(rows, disagree):
         say(line)
     say("")
-    for label, r_ in (("kselftest", cres), ("dmirror", dres if dmirror_ran else {})):
-        if r_:
-            say(count_line(label, r_))
+    say(count_line("kselftest", cres))
     if dmirror_ran:
+        say(count_line("dmirror", dres))
         missing = [n for n in corder if n not in dres]
         extra = [n for n in dorder if n not in cres]
         if missing:
@@ -165,48 +280,104 @@ def report(out, info, timing, dmirror_status, dmirror_ok, args):
             say(f"dmirror has {len(extra)} case(s) the C suite lacks: {first_few(extra)}")
 
     # ---- checks
-    if len(corder) == 0:
+    if not ctx.names["kselftest"]:
         problems.append("the C suite listed no cases (hmm-tests -l failed?)")
+    if thp and thp != cell.thp:
+        problems.append(f"the guest ran with THP {thp}, the cell wants {cell.thp}")
     coh_skipped = coherent_skipped(corder, cres)
-    if coh_skipped:
+    if cell.coherent and coh_skipped:
         problems.append(f"the device-coherent variant was skipped ({len(coh_skipped)} cases): "
                         "test_hmm has no coherent devices; see notes above and kernel.log")
-    unload, module_problems = module_checks(res)
-    problems += module_problems
-    say(unload)
-    new = [s for s in found if not s["known"]]
-    say(f"kernel log: {len(found)} splat(s), {len(found) - len(new)} known, {len(new)} new "
+    problems += module_problems(ctx.boots[0].results, cell.test_hmm, cell.coherent, getattr(ctx, "spm", None))
+    unload, unload_line, unload_problems = unload_status(res, cell.test_hmm, last.ended)
+    problems += unload_problems
+    say(unload_line)
+    new = [s for s in found if not s["known"] and not s["after_fault"]]
+    stale = sum(1 for s in found if not s["known"] and s["after_fault"])
+    say(f"kernel log: {len(found)} splat(s), {len(found) - len(new) - stale} known, {len(new)} new"
+        f"{f', {stale} in cases that ran after a fault (run again in a fresh boot)' if stale else ''} "
         f"(details in {out}/splats.txt)")
     for line in splats.summary_lines(found):
         say(line)
+    if any("lockdep" in s["text"] and "turning off the locking correctness validator" in s["text"]
+           for s in found) or any(re.search(r"possible (recursive|circular)", s["text"]) for s in found):
+        say("note: lockdep reports once per boot and then turns itself off; the lab gives dmirror's "
+            "cases a fresh boot when it did so during the C suite")
     if new:
         problems.append(f"{len(new)} kernel splat(s) not on scripts/known-splats.tsv (see splats.txt)")
     for n in disagree:
         problems.append(f"disagreement on {n}: C {cres[n]['verdict']} {cres[n]['detail']!s} vs dmirror "
                         f"{dres[n]['verdict']} {dres[n]['detail']!s}".rstrip())
-    if trace_verdicts:
-        say(trace_tally_line(trace_verdicts, out))
-    for n, v in trace_verdicts.items():
-        if v == "differs":
+    no_result = [n for s in (cres, dres) for n, r in s.items() if r["detail"].startswith("no result")]
+    if no_result:
+        problems.append(f"{len(no_result)} case(s) have no result: {first_few(no_result)}")
+    tally = trace_tally(traces)
+    say(ctx.trace_status)
+    if traces:
+        say("traces (kernel vs simulator, command by command): " +
+            ", ".join(f"{k} {v}" for k, v in sorted(tally.items())) + f" (details in {out}/traces.txt)")
+    # a case the kernel itself gets wrong in this cell (fails in both suites, or faults) is a
+    # finding; the simulator models the kernel's design, not its bugs, so a trace that differs
+    # there is reported with the finding rather than failing the run
+    broken = set(both_failed) | {r[0] for r in rows if "crash" in (r[1], r[2])}
+    sim_in_findings = sorted(n for n, v in traces.items() if v == "differs" and n in broken)
+    for n, verdict in traces.items():
+        if verdict == "differs" and n not in broken:
             problems.append(f"the simulator answers {n} differently from the kernel: " +
                             " / ".join(trace_details.get(n, [])[:2]))
-    if findings:
-        say("kernel findings (failed in both suites): " + ", ".join(findings))
+    if sim_in_findings:
+        say(f"traces that differ in cases the kernel fails in this cell (kernel findings, not counted "
+            f"against the simulator): {first_few(sim_in_findings)}")
+    if both_failed:
+        say("kernel findings (failed in both suites): " + ", ".join(both_failed))
     if c_only_fail:
         say("kernel findings (C suite failed; dmirror has no verdict): " + ", ".join(c_only_fail))
-    if not dmirror_ok:
-        problems.append(dmirror_status)
-    t = dict(timing)
-    t["kernel_build_s"] = info.get("build_seconds") if not info.get("cached") else 0
-    t["kernel_cached"] = bool(info.get("cached"))
-    with open(os.path.join(out, "timings.json"), "w") as f:
-        json.dump(t, f, indent=1)
-    say("times: " + ", ".join(f"{k}={v}" for k, v in t.items()))
-    say(f"files: {out}/kselftest.tap dmirror.tap kernel.log verdicts.tsv splats.txt traces.txt console.log")
+    if kfind:
+        say(f"kernel findings, each with the command that reproduces it alone ({out}/findings.txt):")
+        for f in kfind:
+            say(f"  {f['case']}: {'; '.join(f['kinds'])}")
+            say(f"    {f['repro']}")
+    if not ctx.dmirror_ok:
+        problems.append(ctx.dmirror_status)
+    if dmirror_ran and not backend:
+        err = " ".join(read_text(os.path.join(b.results, "dmirror.err"), "").strip() for b in ctx.boots)
+        problems.append("dmirror does not run in the guest: " + (err.strip()[:300] or "no output"))
+
+    times = boots_mod.suite_times(klog)
+    c_wall, d_wall = times.get("kselftest"), times.get("dmirror")
+    r = ratio(c_wall, d_wall)
+    same_boot = len(ctx.boots) == 1
+    if c_wall or d_wall:
+        say(f"times in the guest{' (same boot)' if same_boot else ' (summed over boots)'}: C suite "
+            f"{c_wall} s, dmirror {d_wall} s{f', ratio {r}' if r else ''} (dmirror "
+            f"{'with' if ctx.trace else 'without'} --trace; goal <= 1.05)")
+    summary = {
+        "cell": ctx.label, "cell_name": cell.name, "release": release, "thp": thp,
+        "test_hmm": cell.test_hmm, "profile": cell.profile.name, "boots": len(ctx.boots),
+        "boot_ends": [b.ended for b in ctx.boots],
+        "kselftest": counts(cres), "dmirror": counts(dres) if dmirror_ran else None,
+        "disagree": disagree, "traces": tally, "traces_differ_in_findings": sim_in_findings,
+        "splats": {"known": len(found) - len(new) - stale, "new": len(new), "after_fault": stale},
+        "unload": unload, "times": {"kselftest_s": c_wall, "dmirror_s": d_wall, "ratio": r,
+                                    "same_boot": same_boot, "trace": ctx.trace,
+                                    "qemu_s": round(sum(b.wall for b in ctx.boots), 1),
+                                    "build_s": ctx.info.get("build_seconds") if not ctx.info.get("cached")
+                                    else 0},
+        "findings": kfind, "problems": problems,
+        "verdicts": {s: {n: r["verdict"] for n, r in rs.items()} for s, rs in results.items()},
+        "splat_list": [{"test": s["test"], "title": s["title"], "message": s["message"],
+                        "known": bool(s["known"]), "fatal": s["fatal"], "line": s["line"],
+                        "after_fault": s["after_fault"],
+                        "head": s["head"]} for s in found],
+    }
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    say(f"files: {out}/kselftest.tap dmirror.tap kernel.log verdicts.tsv splats.txt findings.txt "
+        f"traces.txt summary.json guest/")
     if problems:
         say("")
         for p in problems:
             say(f"lab: FAIL: {p}")
-        return 1
+        return 1, summary
     say("lab: OK")
-    return 0
+    return 0, summary

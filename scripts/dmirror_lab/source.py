@@ -1,6 +1,7 @@
-"""The kernel source: Debian's linux-source package, fetched with a private apt
-configuration from the mirror this machine's apt sources already name (the
-lab never names a host itself), or a tree given with --source DIR."""
+"""The kernel source: a Debian linux-source package (cells.KERNELS), fetched
+with a private apt configuration from the mirror this machine's apt sources
+already name (the lab never names a host itself), or a tree given with
+--source DIR."""
 
 import glob
 import os
@@ -8,10 +9,8 @@ import re
 import subprocess
 import tarfile
 
-from .common import CACHE, LabError, require_data_filter, run, say
-
-PACKAGE = "linux-source-7.3"
-SUITE = "trixie-backports"
+from . import safetar
+from .common import CACHE, LabError, run, say
 
 
 def deb822_candidates(text):
@@ -95,28 +94,28 @@ def apt_options(aptdir):
             "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root"]
 
 
-def download_deb(aptdir, archives):
+def download_deb(aptdir, archives, package, suite):
     mirror = debian_mirror()
-    say(f"source: fetching {PACKAGE} ({SUITE}) from {mirror} with a private apt config")
-    with open(os.path.join(aptdir, "backports.sources"), "w") as f:
-        f.write(f"Types: deb\nURIs: {mirror}\nSuites: {SUITE}\nComponents: main\n"
+    say(f"source: fetching {package} ({suite}) from {mirror} with a private apt config")
+    with open(os.path.join(aptdir, f"{suite}.sources"), "w") as f:
+        f.write(f"Types: deb\nURIs: {mirror}\nSuites: {suite}\nComponents: main\n"
                 "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
     opts = apt_options(aptdir)
     try:
         run(["apt-get", *opts, "-q", "update"], stdout=subprocess.DEVNULL)
-        run(["apt-get", *opts, "-q", "download", PACKAGE], cwd=archives, stdout=subprocess.DEVNULL)
+        run(["apt-get", *opts, "-q", "download", package], cwd=archives, stdout=subprocess.DEVNULL)
     except subprocess.CalledProcessError:
-        raise LabError(f"apt could not download {PACKAGE} from {SUITE}; check the "
+        raise LabError(f"apt could not download {package} from {suite}; check the "
                        f"mirror ({mirror}) or pass --source DIR") from None
 
 
 def unpack_deb(deb, srcdir):
     """The .deb's files into srcdir: dpkg-deb writes the data tar to a pipe and
-    tarfile reads it as a stream, through the "data" filter."""
-    require_data_filter()
+    tarfile reads it as a stream, through the "data" filter (or safetar's
+    equivalent on a Python without it)."""
     with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE) as p:
         with tarfile.open(fileobj=p.stdout, mode="r|") as tf:
-            tf.extractall(srcdir, filter="data")
+            safetar.extract_all(tf, srcdir)
         # tarfile stops at the end-of-archive blocks; read dpkg-deb's padding too, so
         # it does not die of a broken pipe
         while p.stdout.read(1 << 16):
@@ -127,32 +126,32 @@ def unpack_deb(deb, srcdir):
 
 
 def unpack_tarball(tarball, dest):
-    require_data_filter()
     with tarfile.open(tarball) as tf:
-        tf.extractall(dest, filter="data")
+        safetar.extract_all(tf, dest)
 
 
-def fetch_debian_source():
-    """Download linux-source-7.3 from trixie-backports with a private apt
-    config (the system's sources and state are left alone) and unpack it.
-    Returns (tree, version)."""
+def fetch_debian_source(kernel):
+    """Download kernel.package from kernel.suite with a private apt config (the
+    system's sources and state are left alone) and unpack it. Returns (tree, version)."""
+    package = kernel.package
     srcdir = os.path.join(CACHE, "src")
-    tree = os.path.join(srcdir, PACKAGE)
+    tree = os.path.join(srcdir, package)
     stamp = os.path.join(tree, ".dmirror-lab-version")
     if os.path.exists(stamp) and os.path.exists(os.path.join(tree, "Makefile")):
         with open(stamp) as f:
             return tree, f.read().strip()
-    aptdir = os.path.join(CACHE, "apt")
+    # one private apt state per suite, so suites never mix their lists
+    aptdir = os.path.join(CACHE, "apt", kernel.suite)
     archives = os.path.join(aptdir, "archives")
     os.makedirs(os.path.join(aptdir, "lists", "partial"), exist_ok=True)
     os.makedirs(os.path.join(aptdir, "cache", "archives", "partial"), exist_ok=True)
     os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
-    debs = sorted(glob.glob(os.path.join(archives, f"{PACKAGE}_*.deb")))
+    debs = sorted(glob.glob(os.path.join(archives, f"{package}_*.deb")))
     if not debs:
-        download_deb(aptdir, archives)
-        debs = sorted(glob.glob(os.path.join(archives, f"{PACKAGE}_*.deb")))
+        download_deb(aptdir, archives, package, kernel.suite)
+        debs = sorted(glob.glob(os.path.join(archives, f"{package}_*.deb")))
         if not debs:
-            raise LabError(f"apt reported success but no {PACKAGE} .deb is in {archives}")
+            raise LabError(f"apt reported success but no {package} .deb is in {archives}")
     deb = debs[-1]
     version = subprocess.run(["dpkg-deb", "-f", deb, "Version"], capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -160,7 +159,10 @@ def fetch_debian_source():
         say(f"source: unpacking {os.path.basename(deb)}")
         os.makedirs(srcdir, exist_ok=True)
         unpack_deb(deb, srcdir)
-        tarball = os.path.join(srcdir, "usr", "src", f"{PACKAGE}.tar.xz")
+        tarball = os.path.join(srcdir, "usr", "src", f"{package}.tar.xz")
+        if not os.path.exists(tarball):
+            raise LabError(f"{os.path.basename(deb)} holds no usr/src/{package}.tar.xz; "
+                           "delete it from the cache and run again")
         unpack_tarball(tarball, srcdir)
         os.unlink(tarball)
     with open(stamp, "w") as f:

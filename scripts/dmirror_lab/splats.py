@@ -7,11 +7,25 @@ import re
 
 from .common import KNOWN_SPLATS, LabError
 
+# what mm-ci's tripwire (WARNING:|BUG|Oops|UBSAN:|rcu:.*stall|INFO: task .* blocked|
+# watchdog:.*LOCKUP) catches, as the first line of a report
 TITLE = re.compile(r"^(WARNING:|BUG:|kernel BUG at|Oops:|general protection fault|"
                    r"Kernel panic|UBSAN:|INFO: task .* blocked|.*rcu: INFO: .*detected stall|"
+                   r"watchdog: .*(LOCKUP|lockup)|"
                    r"INFO: trying to register non-static key|Bad page state|"
                    r"======+\s*$)")
+# a report after which the kernel is not fit to run more cases: the task died in the
+# kernel (x86's die() prints "Oops:" since 6.x, and "invalid opcode:" or
+# "general protection fault:" with a "[#N]" counter before), or it panicked
+FATAL = re.compile(r"^(Oops: |kernel BUG at |BUG: unable to handle |BUG: kernel NULL pointer|"
+                   r"general protection fault|invalid opcode: |Kernel panic - not syncing)")
 MARKER = re.compile(r"dmirror-lab: (BEGIN|END) (\S+) (\S+)")
+# the lab's line between the logs of two boots in kernel.log
+BOOT = re.compile(r"^===== dmirror-lab: boot (\d+)")
+
+
+def boot_line(n, why):
+    return f"===== dmirror-lab: boot {n} ({why}) ====="
 
 
 def strip_ts(line):
@@ -28,16 +42,24 @@ def normalise(title):
 
 
 def find_splats(lines):
-    """Each splat: dict(title, message, text, test, line). Attributed to the
-    case between the nearest BEGIN/END markers."""
+    """Each splat: dict(title, message, text, test, line, after_end, fatal, boot).
+    Attributed to the case between the nearest BEGIN/END markers; a splat after
+    a case's END and before the next BEGIN belongs to that case too (after_end:
+    what its exit left behind, e.g. device pages evicted when its files closed),
+    not to whatever the lab does next. Before the first case of a boot: "boot"."""
     splats = []
-    current = "boot"
+    current, after_end, boot = "boot", False, 1
     i = 0
     while i < len(lines):
         line = strip_ts(lines[i])
         m = MARKER.search(line)
         if m:
-            current = f"{m.group(2)}:{m.group(3)}" if m.group(1) == "BEGIN" else "idle"
+            current, after_end = f"{m.group(2)}:{m.group(3)}", m.group(1) == "END"
+            i += 1
+            continue
+        m = BOOT.match(line)
+        if m:
+            current, after_end, boot = "boot", False, int(m.group(1))
             i += 1
             continue
         if TITLE.match(line) and "dmirror-lab" not in line:
@@ -63,8 +85,12 @@ def find_splats(lines):
                     break
                 j += 1
             text = "\n".join(strip_ts(x) for x in lines[max(0, start - 2):j + 1])
+            # its first lines as a person reads them: from "cut here" for a WARN, else the title
+            head_from = start - 2 if message else (i if title != line else start)
             splats.append({"title": normalise(title), "message": message.strip(), "text": text,
-                           "test": current, "line": start + 1})
+                           "test": current, "line": start + 1, "after_end": after_end,
+                           "fatal": bool(FATAL.match(title)), "boot": boot,
+                           "head": [strip_ts(x) for x in lines[max(0, head_from):j + 1][:6]]})
             i = j if j > i else i + 1
             continue
         i += 1
@@ -92,10 +118,13 @@ def load_known_splats(path=KNOWN_SPLATS):
         return []
 
 
-def classify_splats(splats, known):
-    """Sets each splat's "known" to the why of the first row it matches, or None."""
+def classify_splats(splats, known, invalid=()):
+    """Sets each splat's "known" to the why of the first row it matches, or None.
+    invalid: (boot, "suite:case") of cases that ran after a kernel fault in that boot;
+    their splats are kept but marked "after_fault" (the kernel had already failed)."""
     for s in splats:
         s["known"] = None
+        s["after_fault"] = (s.get("boot", 1), s["test"]) in invalid
         hay = s["title"] + " | " + s["message"]
         test_name = s["test"].split(":", 1)[-1]
         for rx, where, why in known:
@@ -121,22 +150,31 @@ def splat_cell(grouped, suite, name):
         return "-"
     groups = {}
     for s in ss:
-        k = (s["title"] + (": " + s["message"] if s["message"] else ""), bool(s["known"]))
+        state = "known" if s["known"] else ("after fault" if s.get("after_fault") else "NEW")
+        k = (s["title"] + (": " + s["message"] if s["message"] else ""), state)
         groups[k] = groups.get(k, 0) + 1
-    return "; ".join(f"{t[:90]}{' [known]' if kn else ' [NEW]'} x{n}" for (t, kn), n in groups.items())
+    return "; ".join(f"{t[:90]} [{state}] x{n}" for (t, state), n in groups.items())
 
 
 def splats_txt(splats):
     """splats.txt: every splat with its place, case and whether it is known."""
-    return "".join(f"### kernel.log line {s['line']}  test={s['test']}  "
-                   f"{'known: ' + s['known'] if s['known'] else 'NEW'}\n{s['text']}\n\n" for s in splats)
+    def state(s):
+        if s["known"]:
+            return "known: " + s["known"]
+        if s.get("after_fault"):
+            return "after an earlier kernel fault in this boot (the case ran again in a fresh boot)"
+        return "NEW"
+    return "".join(f"### kernel.log line {s['line']}  test={s['test']}"
+                   f"{' (after the case ended)' if s.get('after_end') else ''}  {state(s)}\n"
+                   f"{s['text']}\n\n" for s in splats)
 
 
 def summary_lines(splats):
     """One console line per distinct (title, message, case, known), with its count."""
     seen = {}
     for s in splats:
-        k = (s["title"], s["message"], s["test"], s["known"])
+        word = "known" if s["known"] else ("after" if s.get("after_fault") else "NEW  ")
+        k = (s["title"], s["message"], s["test"], word)
         seen[k] = seen.get(k, 0) + 1
-    return [f"  {'known' if kn else 'NEW  '} x{n:<3} {test}: {t}{' -- ' + m if m else ''}"
-            for (t, m, test, kn), n in seen.items()]
+    return [f"  {word} x{n:<3} {test}: {t}{' -- ' + m if m else ''}"
+            for (t, m, test, word), n in seen.items()]

@@ -8,11 +8,19 @@ RESULT_LINE = re.compile(r"^(not ok|ok) \d+ (\S+)(.*)$")
 FRAMING = re.compile(r"^(TAP version|1\.\.\d+$|# (Starting|PASSED|FAILED|Totals))")
 
 
+# before 6.2, ksft_test_result_skip() printed no name: "ok 3 # SKIP reason"
+NAMELESS_SKIP = re.compile(r"^ok \d+ (# SKIP.*)$")
+
+
 def result_line(line, name):
-    """(ok or not ok, the rest after the name) when line is name's result line."""
+    """(ok or not ok, the rest after the name) when line is name's result line (in a
+    case's own output, a result line without a name is that case's)."""
     m = RESULT_LINE.match(line)
     if m and m.group(2) == name:
         return m.group(1), m.group(3)
+    m = NAMELESS_SKIP.match(line)
+    if m:
+        return "ok", " " + m.group(1)
     return None
 
 
@@ -41,11 +49,12 @@ def test_line(number, name, verdict, reason=None):
     return f"not ok {number} {name}"
 
 
-def reassemble(order, results, body_of):
+def reassemble(order, results, body_of, header=()):
     """One TAP stream of every case in order, numbered 1..N: body_of(name) gives a
     case's own TAP lines; its result line is renumbered, its framing dropped,
-    anything else kept as a diagnostic."""
-    lines = ["TAP version 13", f"1..{len(order)}"]
+    anything else kept as a diagnostic. header: comment lines after the version
+    line (dmirror's own TAP puts its backend there)."""
+    lines = ["TAP version 13", *header, f"1..{len(order)}"]
     totals = {}
     for i, name in enumerate(order, 1):
         r = results[name]
@@ -69,6 +78,6 @@ def reassemble(order, results, body_of):
     return "\n".join(lines) + "\n"
 
 
-def write_tap(path, order, results, body_of):
+def write_tap(path, order, results, body_of, header=()):
     with open(path, "w") as f:
-        f.write(reassemble(order, results, body_of))
+        f.write(reassemble(order, results, body_of, header))

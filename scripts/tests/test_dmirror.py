@@ -9,83 +9,28 @@ import unittest
 from dmirror_lab import dmirror
 from tests.support import fixture, read
 
-HUGE_ERR = "hmm.hmm_device_coherent.migrate_anon_huge_err"
 
-
-class RunDocument(unittest.TestCase):
-    def path(self, name):
-        return fixture("results", "dmirror", name + ".json")
-
-    def test_pass_and_fail(self):
+class SimulatorReplay(unittest.TestCase):
+    def test_the_simulator_is_configured_as_the_cell(self):
         self.assertEqual(
-            dmirror.case_verdict(
-                self.path("hmm.hmm_device_private.open_close"), "hmm.hmm_device_private.open_close"
-            ),
-            ("pass", ""),
-        )
-        self.assertEqual(
-            dmirror.case_verdict(self.path(HUGE_ERR), HUGE_ERR),
-            (
-                "fail",
-                "Test terminated by assertion: HugeTests.swift:308:migrate_anon_huge_err:"
-                "Expected ret (-12) == 0",
-            ),
+            dmirror.sim_run_command("/d", "6.1.176", "never", "/o/sim-traces", ["hmm.a.b", "hmm.a.c"]),
+            ["/d", "run", "--backend", "sim", "--sim-release", "6.1.176", "--sim-thp", "never",
+             "--trace", "/o/sim-traces", "-r", "hmm.a.b", "-r", "hmm.a.c"],
         )
 
-    def test_skip_reason(self):
-        doc = json.loads(read("results", "dmirror", HUGE_ERR + ".json"))
-        doc["cases"][0].update(verdict="skip", reason="DEVICE_COHERENT not available")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "x.json")
-            with open(path, "w") as f:
-                json.dump(doc, f)
-            self.assertEqual(dmirror.case_verdict(path, HUGE_ERR), ("skip", "DEVICE_COHERENT not available"))
+    def test_nothing_traced_is_not_compared(self):
+        with tempfile.TemporaryDirectory() as out:
             self.assertEqual(
-                dmirror.case_tap_lines(json.dumps(doc), "", HUGE_ERR)[-1],
-                f"ok 1 {HUGE_ERR} # SKIP DEVICE_COHERENT not available",
+                dmirror.compare_traces(out, "/d", "7.3.4", "madvise", os.path.join(out, "none")),
+                "traces: not compared (dmirror recorded no trace in the guest)",
             )
-
-    def test_no_document(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "x.json")
-            self.assertEqual(dmirror.case_verdict(path, HUGE_ERR), ("error", "no output"))
-            for text in ("", '{"backend": {"na', "[]"):
-                with open(path, "w") as f:
-                    f.write(text)
-                self.assertEqual(dmirror.case_verdict(path, HUGE_ERR), ("error", "no JSON document"))
-
-    def test_another_case(self):
-        self.assertEqual(
-            dmirror.case_verdict(self.path(HUGE_ERR), "hmm.other"),
-            ("error", "no result for the case in the JSON document"),
-        )
-
-    def test_tap_lines(self):
-        lines = dmirror.case_tap_lines(
-            read("results", "dmirror", HUGE_ERR + ".json"), "dmirror: a warning\n", HUGE_ERR
-        )
-        self.assertEqual(
-            lines,
-            [
-                "# dmirror: backend kernel (Linux 7.3.4, ABI 7.3, /dev/hmm_dmirror0)",
-                f"#  RUN           {HUGE_ERR} ...",
-                "# HugeTests.swift:308:migrate_anon_huge_err:Expected ret (-12) == 0",
-                "# migrate_anon_huge_err: Test terminated by assertion",
-                "dmirror: a warning",
-                f"#          FAIL  {HUGE_ERR}",
-                f"not ok 1 {HUGE_ERR}",
-            ],
-        )
-        name = "hmm.hmm_device_private.open_close"
-        self.assertEqual(
-            dmirror.case_tap_lines(read("results", "dmirror", name + ".json"), "", name)[-2:],
-            [f"#            OK  {name}", f"ok 1 {name}"],
-        )
-        # nothing parseable: only what dmirror said on stderr
-        self.assertEqual(
-            dmirror.case_tap_lines("", "dmirror: /dev/hmm_dmirror0 is missing\n", name),
-            ["dmirror: /dev/hmm_dmirror0 is missing"],
-        )
+            traces = os.path.join(out, "k")
+            os.makedirs(traces)
+            shutil.copy(fixture("kernel-traces", "7.3", "hmm2.hmm2_device_private.snapshot.trace"), traces)
+            self.assertEqual(
+                dmirror.compare_traces(out, "/d", None, "madvise", traces),
+                "traces: not compared (the guest did not report its release and THP mode)",
+            )
 
 
 class CompareTraces(unittest.TestCase):

@@ -130,13 +130,26 @@ class Ldd(unittest.TestCase):
             "init",
             "bin/busybox",
             "bin/sh",
-            "dev/ttyS1",
             "lab/config",
             "lab/test_hmm.ko",
             "lab/hmm-tests",
         ):
             self.assertIn(name, names)
         self.assertNotIn("lab/dmirror", names)
+
+    @unittest.skipUnless(shutil.which("busybox") or os.path.exists("/bin/busybox"), "needs busybox")
+    def test_a_built_in_test_hmm_has_no_module(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ht = os.path.join(tmp, "hmm-tests")
+            with open(ht, "wb") as f:
+                f.write(b"x")
+            image = os.path.join(tmp, "initramfs.cpio")
+            initramfs.make_initramfs(image, {"test_hmm": None, "hmm_tests": ht}, None, "LAB_TEST_HMM=y\n")
+            with open(image, "rb") as f:
+                entries, _ = read_newc(f.read())
+        names = [e[0] for e in entries]
+        self.assertIn("lab/hmm-tests", names)
+        self.assertNotIn("lab/test_hmm.ko", names)
 
 
 if __name__ == "__main__":

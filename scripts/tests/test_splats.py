@@ -40,7 +40,8 @@ class FindSplats(unittest.TestCase):
                     "kselftest:hmm.hmm_device_private.migrate",
                     "WARNING: possible circular locking dependency detected",
                 ),
-                ("idle", MEMREMAP),
+                # after the case's END marker: what its exit left behind is still its own
+                ("kselftest:hmm.hmm_device_private.migrate", MEMREMAP),
                 (
                     "dmirror:hmm.hmm_device_private.anon_read",
                     "BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right [kasan_test]",
@@ -48,6 +49,7 @@ class FindSplats(unittest.TestCase):
             ],
         )
         lockdep, between, kasan = found
+        self.assertEqual([s["after_end"] for s in found], [False, True, False])
         # a banner's text keeps the two lines before it and runs to the next marker
         self.assertIn("======\nWARNING: possible circular locking dependency detected\n", lockdep["text"])
         self.assertTrue(
@@ -104,10 +106,27 @@ class Known(unittest.TestCase):
         lockdep, between, kasan = found
         # the glob names suite:case, and the lockdep splat is in that case
         self.assertEqual(lockdep["known"], "lockdep in the C suite's migrate only")
-        # the memremap regex matches, but "idle" is not a coherent case
+        # the memremap regex matches, but the private migrate is not a coherent case
         self.assertIsNone(between["known"])
         # the KASAN regex matches, but only lab:insmod is allowed
         self.assertIsNone(kasan["known"])
+
+    def test_the_repo_s_first_alternative_matches_7_3_s_warn_line_alone(self):
+        # the real 7.3.4 line (kernel-warn.log), without its "Conflicting mapping" message,
+        # and the format of 6.1 and 6.12 (kernel/panic.c there)
+        known = splats.load_known_splats(fixture("..", "..", "known-splats.tsv"))
+        seven = splats.normalise(read("kernel-warn.log").splitlines()[30].split("] ", 1)[1])
+        self.assertEqual(seven, MEMREMAP)
+        six = splats.normalise("WARNING: CPU: 1 PID: 481 at mm/memremap.c:165 memremap_pages+0x1c8/0x4f0")
+        for title in (seven, six):
+            s = {"title": title, "message": "", "test": "kselftest:hmm.hmm_device_coherent.migrate"}
+            splats.classify_splats([s], known)
+            self.assertIsNotNone(s["known"], title)
+        # and nothing else that happens to be in memremap.c
+        s = {"title": "WARNING: mm/memremap.c:200 at pagemap_range", "message": "",
+             "test": "kselftest:hmm.hmm_device_coherent.migrate"}
+        splats.classify_splats([s], known)
+        self.assertIsNone(s["known"])
 
     def test_a_case_glob_matches_either_suite(self):
         known = splats.load_known_splats(fixture("known-splats.tsv"))
@@ -125,6 +144,37 @@ class Known(unittest.TestCase):
 
     def test_no_table_means_nothing_is_known(self):
         self.assertEqual(splats.load_known_splats(fixture("no-such.tsv")), [])
+
+
+class Faults(unittest.TestCase):
+    def test_a_real_oops_is_fatal_and_a_warning_is_not(self):
+        found = splats.find_splats(read("boots", "console-fault.log").splitlines())
+        oops = [s for s in found if s["fatal"]]
+        self.assertEqual([(s["test"], s["title"]) for s in oops], [
+            ("kselftest:hmm.hmm_device_coherent.migrate_anon_huge_err",
+             "BUG: kernel NULL pointer dereference, address: 0000000000000008")])
+        self.assertIn("Oops: Oops: 0000 [#1] SMP", oops[0]["text"])
+        self.assertIn("dmirror_migrate_to_device.constprop.0", oops[0]["text"])
+        self.assertFalse(any(s["fatal"] for s in found if s["title"].startswith("WARNING")))
+        for line in ("kernel BUG at mm/huge_memory.c:3012!", "Oops: general protection fault, probably for x",
+                     "invalid opcode: 0000 [#1] SMP", "Kernel panic - not syncing: Fatal exception"):
+            self.assertTrue(splats.FATAL.match(line), line)
+        self.assertFalse(splats.FATAL.match("BUG: sleeping function called from invalid context"))
+
+    def test_a_boot_line_starts_a_new_boot(self):
+        lines = ["dmirror-lab: BEGIN kselftest hmm.a.b", splats.boot_line(2, "fault: x"),
+                 "WARNING: CPU: 0 PID: 1 at kernel/foo.c:12 foo+0x1/0x2"]
+        (s,) = splats.find_splats(lines)
+        self.assertEqual((s["test"], s["boot"], s["after_end"]), ("boot", 2, False))
+
+    def test_splats_of_cases_run_again_are_marked(self):
+        s = {"title": "BUG: x", "message": "", "test": "dmirror:hmm.a.b", "boot": 2}
+        splats.classify_splats([s], [], invalid={(2, "dmirror:hmm.a.b")})
+        self.assertTrue(s["after_fault"])
+        self.assertEqual(splats.splat_cell({"dmirror:hmm.a.b": [s]}, "dmirror", "hmm.a.b"),
+                         "BUG: x [after fault] x1")
+        self.assertIn("after an earlier kernel fault in this boot", splats.splats_txt([{**s, "text": "t",
+                                                                                        "line": 1}]))
 
 
 class Cells(unittest.TestCase):

@@ -4,78 +4,82 @@ import MachineInterface
 import Glibc
 #endif
 
-// kernel/exit.c and wait: a forked simulated child, how it ends, and waitpid().
+// kernel/exit.c and wait: a forked simulated child and a thread, how they end,
+// and waitpid() / pthread_join().
 
-/// A forked simulated child. It is not a real process: its body runs, on its
-/// own host thread, when the parent waits for it; a kill before that means it
-/// never runs. `@unchecked Sendable`: state under `lock`.
+/// A forked simulated child: a task of its own with a copy of the parent's mm.
+/// It runs when the scheduler picks it (under the default policy: when the
+/// parent blocks, e.g. in wait()). A child killed before it ran never runs.
+///
+/// `@unchecked Sendable`: only the running task touches it.
 final class SimChild: ChildProcess, @unchecked Sendable {
     let process: SimProcess
-    private let lock = SimMutex()
-    private var body: ((any Machine) throws -> Int32)?
+    private(set) var task: SimTask!
     private var status: ExitStatus?
 
-    nonisolated(unsafe) private static var currentKey: pthread_key_t = {
-        var key = pthread_key_t()
-        pthread_key_create(&key, nil)
-        return key
-    }()
+    private init(process: SimProcess) { self.process = process }
 
-    /// The child whose body runs on this thread.
-    static var current: SimChild? {
-        guard let raw = pthread_getspecific(currentKey) else { return nil }
-        return Unmanaged<SimChild>.fromOpaque(raw).takeUnretainedValue()
-    }
-
-    init(process: SimProcess, body: @escaping (any Machine) throws -> Int32) {
-        self.process = process
-        self.body = body
+    /// kernel_clone(): the child's task, runnable from now on.
+    static func start(_ process: SimProcess, _ body: @escaping (any Machine) throws -> Int32) throws(Errno) -> SimChild {
+        let child = SimChild(process: process)
+        process.child = child
+        child.task = try process.kernel.scheduler.spawn("child \(process.pid)") { [child] in
+            if child.task.killed {
+                child.finish(child.status ?? .signaled(.kill))
+                return
+            }
+            let code: Int32
+            do { code = try body(child.process) } catch { code = 1 }
+            // do_exit((code & 0xff) << 8): waitpid sees the low byte.
+            child.finish(.exited(code & 0xff))
+        }
+        return child
     }
 
     var pid: Int32 { process.pid }
 
+    /// kill(): the child ends at its next return to user space (before it ran: it never runs).
     func kill(_ signal: Signal) throws(Errno) {
-        lock.withLock {
-            if status == nil && body != nil {
-                body = nil
-                status = .signaled(signal)
-                process.exit()
-            }
-        }
+        guard status == nil, !task.isFinished else { return }
+        status = .signaled(signal)
+        task.killed = true
     }
 
+    /// waitpid().
     func wait() throws(Errno) -> ExitStatus {
-        let pending = lock.withLock { () -> ((any Machine) throws -> Int32)? in
-            let b = body
-            body = nil
-            return b
-        }
-        if let pending {
-            final class Box: @unchecked Sendable {
-                let run: () -> Void
-                init(_ run: @escaping () -> Void) { self.run = run }
-            }
-            let box = Box { [self] in
-                pthread_setspecific(SimChild.currentKey, Unmanaged.passUnretained(self).toOpaque())
-                let code: Int32
-                do { code = try pending(process) } catch { code = 1 }
-                // do_exit((code & 0xff) << 8): waitpid sees the low byte.
-                finish(.exited(code & 0xff))
-            }
-            let thread = try SimThread { box.run() }
-            thread.join()
-        }
-        return lock.withLock { status ?? .exited(0) }
+        process.kernel.scheduler.join(task)
+        return status ?? .exited(0)
     }
 
     private func finish(_ result: ExitStatus) {
-        lock.withLock { if status == nil { status = result } }
+        if status == nil { status = result }
         process.exit()
     }
 
-    /// A fatal signal in the child: it ends here, on its own thread.
+    /// A signal is pending (the child was killed while it ran): end at this return to user space.
+    func deliverPendingSignal() {
+        guard task.killed, let status, case .signaled(let signal) = status else { return }
+        terminate(by: signal)
+    }
+
+    /// A fatal signal in the child: it ends here.
     func terminate(by signal: Signal) -> Never {
         finish(.signaled(signal))
+        process.kernel.scheduler.exitCurrent()
         pthread_exit(nil)
     }
+}
+
+/// A thread of a simulated process: a task sharing its mm.
+final class SimThread: MachineThread, @unchecked Sendable {
+    let task: SimTask
+    unowned let scheduler: Scheduler
+
+    init(_ scheduler: Scheduler, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        self.scheduler = scheduler
+        task = try scheduler.spawn("thread", body)
+    }
+
+    /// pthread_join().
+    func join() { scheduler.join(task) }
 }

@@ -4,11 +4,136 @@ import MachineInterface
 import Glibc
 #endif
 
-/// A sleeping lock (struct mutex / spinlock_t in the kernel).
+// kernel/locking: the simulated kernel's locks. Who holds one is the
+// scheduler's business (only one task runs at a time), every acquisition and
+// release is a scheduling point, and lockdep watches each one.
+
+/// A lock of the simulated kernel: a spinlock_t, a struct mutex or a struct
+/// rw_semaphore of a lock class lockdep knows.
 ///
-/// `@unchecked Sendable`: the pthread mutex lives in its own heap cell and is
-/// only touched through pthread calls, which are thread-safe by definition.
-final class SimMutex: @unchecked Sendable {
+/// `@unchecked Sendable`: only the running task touches it.
+final class KernelLock: @unchecked Sendable {
+    let lockClass: LockClass
+    unowned(unsafe) let scheduler: Scheduler
+    /// The exclusive holder (a spinlock's, a mutex's, a writer's).
+    private(set) var owner: SimTask?
+    /// An rw_semaphore's readers.
+    private var readers: [SimTask] = []
+    /// Writers waiting: a new reader waits behind them (the rwsem is fair to writers).
+    private var writersWaiting = 0
+    private let queue: WaitQueue
+
+    private unowned(unsafe) let lockdep: Lockdep
+
+    init(_ scheduler: Scheduler, _ lockClass: LockClass) {
+        self.scheduler = scheduler
+        self.lockClass = lockClass
+        lockdep = scheduler.reports.lockdep
+        queue = WaitQueue(scheduler, lockClass.name)
+    }
+
+    // MARK: Exclusive (spin_lock, mutex_lock, down_write)
+
+    /// spin_lock() / mutex_lock() / down_write().
+    func lock(_ site: StaticString = #function) {
+        scheduler.point(site)
+        unowned(unsafe) let task = scheduler.current
+        if !task.held.isEmpty { lockdep.willAcquire(task, self, .exclusive, site) }
+        if owner != nil || !readers.isEmpty {
+            writersWaiting += 1
+            scheduler.wait(on: [queue], site, reason: "\(lockClass.name), held by \(holders)") {
+                owner == nil && readers.isEmpty
+            }
+            writersWaiting -= 1
+        }
+        owner = task
+        task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
+    }
+
+    /// spin_unlock() / mutex_unlock() / up_write().
+    func unlock(_ site: StaticString = #function) {
+        unowned(unsafe) let task = scheduler.current
+        owner = nil
+        task.release(self)
+        queue.wakeAll()
+        scheduler.point(site)
+    }
+
+    /// spin_trylock() / mutex_trylock(): true if taken, never waits.
+    func tryLock(_ site: StaticString = #function) -> Bool {
+        scheduler.point(site)
+        guard owner == nil && readers.isEmpty else { return false }
+        let task = scheduler.running
+        lockdep.willAcquire(task, self, .exclusive, site, trying: true)
+        owner = task
+        task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
+        return true
+    }
+
+    @inline(__always)
+    func withLock<T>(_ body: () throws -> T, site: StaticString = #function) rethrows -> T {
+        lock(site)
+        defer { unlock(site) }
+        return try body()
+    }
+
+    // MARK: Shared (down_read)
+
+    /// down_read().
+    func readLock(_ site: StaticString = #function) {
+        scheduler.point(site)
+        unowned(unsafe) let task = scheduler.current
+        if !task.held.isEmpty { lockdep.willAcquire(task, self, .shared, site) }
+        if owner != nil || writersWaiting > 0 {
+            scheduler.wait(on: [queue], site, reason: "\(lockClass.name) for read, held by \(holders)") {
+                owner == nil && writersWaiting == 0
+            }
+        }
+        readers.append(task)
+        task.held.append(HeldLock(lock: self, mode: .shared, site: site))
+    }
+
+    /// up_read().
+    func readUnlock(_ site: StaticString = #function) {
+        unowned(unsafe) let task = scheduler.current
+        if let index = readers.firstIndex(where: { $0 === task }) { readers.remove(at: index) }
+        task.release(self)
+        queue.wakeAll()
+        scheduler.point(site)
+    }
+
+    /// down_write() / up_write() under their kernel names.
+    func writeLock(_ site: StaticString = #function) { lock(site) }
+    func writeUnlock(_ site: StaticString = #function) { unlock(site) }
+
+    /// lock_map_acquire(): a lockdep map that orders but never waits.
+    func acquireMap(_ site: StaticString = #function) {
+        let task = scheduler.running
+        lockdep.willAcquire(task, self, .shared, site)
+        task.held.append(HeldLock(lock: self, mode: .shared, site: site))
+    }
+
+    /// lock_map_release().
+    func releaseMap() { scheduler.running.release(self) }
+
+    /// Whether the running task holds it (lockdep_assert_held(), mmap_assert_locked()).
+    var isHeldByRunningTask: Bool {
+        let task = scheduler.running
+        return owner === task || readers.contains { $0 === task }
+    }
+
+    private var holders: String {
+        if let owner { return owner.description }
+        return readers.map(\.description).joined(separator: ", ")
+    }
+}
+
+/// A lock of the simulator's own bookkeeping, not of the simulated kernel (the
+/// page frame allocator, a shmem inode's page cache, pids): a host mutex, held
+/// only across code with no scheduling point in it.
+///
+/// `@unchecked Sendable`: the pthread mutex lives in its own heap cell.
+final class HostLock: @unchecked Sendable {
     private let cell: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {
@@ -22,125 +147,22 @@ final class SimMutex: @unchecked Sendable {
         cell.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(cell) }
-    func unlock() { pthread_mutex_unlock(cell) }
-    /// mutex_trylock(): true if taken.
-    func tryLock() -> Bool { pthread_mutex_trylock(cell) == 0 }
-
     @inline(__always)
     func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
+        pthread_mutex_lock(cell)
+        defer { pthread_mutex_unlock(cell) }
         return try body()
     }
-
-    /// Waits on `condition` (which must be used with this mutex only).
-    func wait(_ condition: SimCondition, timeoutNanoseconds: Int? = nil) {
-        condition.wait(on: cell, timeoutNanoseconds: timeoutNanoseconds)
-    }
 }
 
-/// A wait queue (wait_queue_head_t) paired with a `SimMutex`.
-final class SimCondition: @unchecked Sendable {
-    private let cell: UnsafeMutablePointer<pthread_cond_t>
-
-    init() {
-        cell = .allocate(capacity: 1)
-        cell.initialize(to: pthread_cond_t())
-        pthread_cond_init(cell, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(cell)
-        cell.deallocate()
-    }
-
-    fileprivate func wait(on mutex: UnsafeMutablePointer<pthread_mutex_t>, timeoutNanoseconds: Int?) {
-        guard let timeoutNanoseconds else {
-            pthread_cond_wait(cell, mutex)
-            return
+extension SimTask {
+    /// Drops the most recent hold of `lock` from the held-locks list.
+    func release(_ lock: KernelLock) {
+        // Locks are mostly released in reverse order: the last entry, popped.
+        if held.last?.lock === lock {
+            held.removeLast()
+        } else if let index = held.lastIndex(where: { $0.lock === lock }) {
+            held.remove(at: index)
         }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var nsec = Int(now.tv_nsec) + timeoutNanoseconds
-        var deadline = now
-        deadline.tv_sec += nsec / 1_000_000_000
-        nsec %= 1_000_000_000
-        deadline.tv_nsec = nsec
-        pthread_cond_timedwait(cell, mutex, &deadline)
     }
-
-    func broadcast() { pthread_cond_broadcast(cell) }
-}
-
-/// A read/write semaphore (struct rw_semaphore): the mmap_lock.
-///
-/// `@unchecked Sendable`: a pthread rwlock in its own heap cell.
-final class RWSemaphore: @unchecked Sendable {
-    private let cell: UnsafeMutablePointer<pthread_rwlock_t>
-
-    init() {
-        cell = .allocate(capacity: 1)
-        cell.initialize(to: pthread_rwlock_t())
-        pthread_rwlock_init(cell, nil)
-    }
-
-    deinit {
-        pthread_rwlock_destroy(cell)
-        cell.deallocate()
-    }
-
-    /// down_read().
-    func readLock() { pthread_rwlock_rdlock(cell) }
-    /// up_read().
-    func readUnlock() { pthread_rwlock_unlock(cell) }
-    /// down_write().
-    func writeLock() { pthread_rwlock_wrlock(cell) }
-    /// up_write().
-    func writeUnlock() { pthread_rwlock_unlock(cell) }
-}
-
-/// A monotonic clock in milliseconds (jiffies for timeouts).
-func monotonicMilliseconds() -> Int {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000
-}
-
-/// cond_resched()/schedule() while waiting on something another thread will finish.
-func simYield() {
-    sched_yield()
-}
-
-/// A host thread for a simulated thread (pthread_create/pthread_join): the
-/// simulator is thread-safe the way the kernel is, so threads race for real.
-final class SimThread: MachineThread, @unchecked Sendable {
-    private var thread: pthread_t
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
-    init(_ body: @escaping @Sendable () -> Void) throws(Errno) {
-        let box = Unmanaged.passRetained(Box(body))
-        var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
-        guard rc == 0 else {
-            box.release()
-            throw Errno(rawValue: rc)
-        }
-        thread = handle
-    }
-
-    func join() { pthread_join(thread, nil) }
-}
-
-/// nanosleep(2) of the host (a simulated thread that sleeps lets others run).
-func hostSleep(nanoseconds: UInt64) {
-    var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

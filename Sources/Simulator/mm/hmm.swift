@@ -47,8 +47,8 @@ private enum HMMWalkResult {
     case failed(Errno)
     /// hmm_record_fault(): [addr, end) needs handle_mm_fault.
     case fault(UInt64, UInt64, write: Bool)
-    /// A migration entry: wait and re-walk (-EBUSY).
-    case busy
+    /// A migration entry at this address: wait for it to go and re-walk (-EBUSY).
+    case busy(UInt64)
 }
 
 extension MMStruct {
@@ -64,8 +64,9 @@ extension MMStruct {
                 return nil
             case .failed(let e):
                 return e
-            case .busy:
-                simYield()
+            case .busy(let addr):
+                migrationEntryWait(addr)
+                kernel.scheduler.retried("hmm_range_fault() waits out a migration entry at 0x\(String(addr, radix: 16))")
                 continue
             case .fault(let addr, let end, let write):
                 last = addr
@@ -142,7 +143,7 @@ extension MMStruct {
                     fill(addr, segEnd, [])
                 case .migration?:
                     ptl.unlock()
-                    if needFault(range, []) != nil { return .busy }
+                    if needFault(range, []) != nil { return .busy(addr) }
                     fill(addr, segEnd, [])
                 case .devicePrivate(let folio, let writable)?:
                     ptl.unlock()
@@ -187,7 +188,7 @@ extension MMStruct {
                         case .deviceExclusive:
                             if let w = needFault(range, []) { result = .fault(a, segEnd, write: w) }
                         case .migration:
-                            if needFault(range, []) != nil { result = .busy }
+                            if needFault(range, []) != nil { result = .busy(a) }
                         case .present(let page, let writable):
                             let cpu: HMMPfnFlags = writable ? [.valid, .write] : [.valid]
                             if let w = needFault(range, cpu) {
@@ -220,10 +221,10 @@ extension MMStruct {
         var deadline = 0
         var locked = false
         while true {
-            if timeout != 0 && !locked { deadline = monotonicMilliseconds() + timeout }
+            if timeout != 0 && !locked { deadline = kernel.milliseconds + timeout }
             range.notifierSeq = range.notifier.readBegin()
             mmapLock.readLock()
-            if timeout != 0 && monotonicMilliseconds() > deadline {
+            if timeout != 0 && kernel.milliseconds > deadline {
                 mmapLock.readUnlock()
                 return .EBUSY
             }

@@ -6,7 +6,7 @@ import ABI
 ///
 /// `@unchecked Sendable`: counters protected by `lock`.
 final class HugetlbPool: @unchecked Sendable {
-    private let lock = SimMutex()
+    private let lock = HostLock()
     private(set) var total: Int
     private var free: Int
     let pageSize: Int

@@ -6,10 +6,7 @@ extension MMStruct {
     /// madvise(2): do_madvise(). mmap_lock is taken for write (the kernel takes it for read
     /// for some advice; nothing here depends on the difference).
     func sysMadvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
-        let pageMask = UInt64(pageSize - 1)
-        guard address & pageMask == 0 else { throw .EINVAL }
-        guard length > 0 else { return }
-        let end = address + ((UInt64(length) + pageMask) & ~pageMask)
+        guard let end = try userRange(address, length) else { return }
         mmapLock.writeLock()
         defer { mmapLock.writeUnlock() }
         let mapped = isFullyMapped(address, end)

@@ -75,7 +75,7 @@ extension MMStruct {
                 return result
             case .migration?:
                 ptl.unlock()
-                migrationEntryWait()
+                migrationEntryWait(address)
                 continue
             case .table?:
                 break
@@ -112,15 +112,28 @@ extension MMStruct {
             removeDeviceExclusiveEntry(vma, address, page)
             return nil
         case .migration:
-            migrationEntryWait()
+            migrationEntryWait(address)
             return nil
         case .none, .present:
             return nil
         }
     }
 
-    /// migration_entry_wait(): another task is migrating the page; let it finish.
-    func migrationEntryWait() { simYield() }
+    /// migration_entry_wait(): another task is migrating the page at `address`; sleep
+    /// until its entry is gone (migrate_vma_finalize() wakes the waiters).
+    func migrationEntryWait(_ address: UInt64, _ site: StaticString = #function) {
+        kernel.scheduler.wait(on: [kernel.migrationWaiters], site,
+                              reason: "migration entry at 0x\(String(address, radix: 16))") {
+            ptl.withLock {
+                switch pageTable.pmd(address) {
+                case .migration?: false
+                case .table?:
+                    if case .migration = pageTable.pte(address) { false } else { true }
+                default: true
+                }
+            }
+        }
+    }
 
     /// do_pte_missing(): do_anonymous_page() or do_fault(). Called with `ptl` held; releases it.
     private func doPteMissing(_ vma: VMArea, _ address: UInt64, _ flags: FaultFlags) -> VMFault {

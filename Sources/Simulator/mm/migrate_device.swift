@@ -329,6 +329,8 @@ extension MMStruct {
         for folio in unused where folio.mapcount.load(ordering: .relaxed) == 0 {
             folio.pgmap?.ops.folioFree(folio)
         }
+        // remove_migration_ptes(): whoever waits on these entries may go on.
+        kernel.migrationWaiters.wakeAll()
     }
 
     /// A compound hole may be mapped by an (empty) PTE table or the huge zero folio; clear it before a PMD insert.

@@ -13,6 +13,15 @@ enum MapBacking {
 }
 
 extension MMStruct {
+    /// The end of [address, address + length rounded up to pages): EINVAL for an
+    /// unaligned start, nil for an empty range (a no-op that succeeds).
+    func userRange(_ address: UInt64, _ length: Int) throws(Errno) -> UInt64? {
+        let pageMask = UInt64(pageSize - 1)
+        guard address & pageMask == 0 else { throw .EINVAL }
+        guard length > 0 else { return nil }
+        return address + ((UInt64(length) + pageMask) & ~pageMask)
+    }
+
     /// calc_vm_prot_bits() | calc_vm_flag_bits(): the VMA flags of a new mapping.
     static func vmFlags(_ protection: Protection, shared: Bool, hugetlb: Bool) -> VMFlags {
         var flags: VMFlags = [.mayWrite]

@@ -5,10 +5,7 @@ import ABI
 extension MMStruct {
     /// mprotect(2): do_mprotect_pkey(), under mmap_lock for write.
     func sysMprotect(_ address: UInt64, length: Int, protection: Protection) throws(Errno) {
-        let pageMask = UInt64(pageSize - 1)
-        guard address & pageMask == 0 else { throw .EINVAL }
-        guard length > 0 else { return }
-        let end = address + ((UInt64(length) + pageMask) & ~pageMask)
+        guard let end = try userRange(address, length) else { return }
         mmapLock.writeLock()
         defer { mmapLock.writeUnlock() }
         // do_mprotect_pkey(): the VMAs are changed in order; a hole ends the

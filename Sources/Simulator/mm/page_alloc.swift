@@ -20,7 +20,7 @@ final class PageFrameAllocator: @unchecked Sendable {
     private static let slabSize = 32 << 20
     private static let hostHugePage = 2 << 20
 
-    private let lock = SimMutex()
+    private let lock = HostLock()
     /// Freed frames by size in bytes.
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     /// The untouched tail of the current slab (host-zeroed memory).

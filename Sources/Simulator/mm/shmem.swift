@@ -7,7 +7,7 @@ import MachineInterface
 /// `@unchecked Sendable`: `pages` and `size` are protected by `lock` (the
 /// mapping's i_pages lock / inode lock).
 final class ShmemInode: @unchecked Sendable {
-    private let lock = SimMutex()
+    private let lock = HostLock()
     private var pages: [UInt64: Folio] = [:]
     private(set) var size: Int
     let pageSize: Int
@@ -76,7 +76,7 @@ final class ShmemInode: @unchecked Sendable {
 /// An open O_TMPFILE file.
 final class SimFile: MachineFile, @unchecked Sendable {
     let inode: ShmemInode
-    private let lock = SimMutex()
+    private let lock = HostLock()
     private var closed = false
 
     init(inode: ShmemInode) { self.inode = inode }

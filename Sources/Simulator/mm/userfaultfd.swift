@@ -1,14 +1,22 @@
 import ABI
 import MachineInterface
 
-/// struct userfaultfd_ctx: pending fault messages and the faulting threads' wait queue.
+// fs/userfaultfd.c (handle_userfault, the file) and mm/userfaultfd.c (UFFDIO_COPY).
+
+/// struct userfaultfd_ctx: pending fault messages, and the wait queues of the
+/// faulting tasks (fault_wqh) and of the handler reading the file (fd_wqh).
 ///
-/// `@unchecked Sendable`: all state under `lock`.
+/// `@unchecked Sendable`: only the running task touches it.
 final class UserfaultContext: @unchecked Sendable {
-    let lock = SimMutex()
-    let wakeup = SimCondition()
+    let faults: WaitQueue
+    let readers: WaitQueue
     var messages: [UInt64] = []
     var released = false
+
+    init(_ scheduler: Scheduler) {
+        faults = WaitQueue(scheduler, "userfaultfd fault_wqh")
+        readers = WaitQueue(scheduler, "userfaultfd fd_wqh")
+    }
 }
 
 extension MMStruct {
@@ -16,48 +24,50 @@ extension MMStruct {
     /// FAULT_FLAG_ALLOW_RETRY (plain hmm_range_fault) the kernel answers
     /// VM_FAULT_SIGBUS; otherwise it queues a message, drops mmap_lock and
     /// sleeps until the handler resolved the page, then VM_FAULT_RETRY.
-    func handleUserfault(_ ctx: UserfaultContext, _ address: UInt64, _ flags: FaultFlags) -> VMFault {
+    func handleUserfault(_ ctx: UserfaultContext, _ address: UInt64, _ flags: FaultFlags,
+                         _ site: StaticString = #function) -> VMFault {
         guard flags.contains(.allowRetry) else { return .sigbus }
-        ctx.lock.lock()
-        if ctx.released {
-            ctx.lock.unlock()
-            return .sigbus
-        }
+        if ctx.released { return .sigbus }
         ctx.messages.append(address)
-        ctx.wakeup.broadcast()
-        ctx.lock.unlock()
+        ctx.readers.wakeAll()
         mmapLock.readUnlock()
-        ctx.lock.lock()
-        while !ctx.released {
-            let resolved = ptl.withLock { () -> Bool in
+        kernel.scheduler.wait(on: [ctx.faults], site, reason: "userfaultfd: the handler to resolve 0x\(String(address, radix: 16))") {
+            ctx.released || ptl.withLock { () -> Bool in
                 guard let pmd = pageTable.pmd(address) else { return false }
                 if case .table = pmd { return !pageTable.pte(address).isNone }
                 return true
             }
-            if resolved { break }
-            ctx.lock.wait(ctx.wakeup, timeoutNanoseconds: 5_000_000)
         }
-        ctx.lock.unlock()
         return .retry
     }
 }
 
-/// An eventfd.
+/// An eventfd: a counter, and who polls it.
 final class SimEventFile: EventFile, @unchecked Sendable {
-    private let lock = SimMutex()
     private var counter: UInt64 = 0
+    /// The tasks polling it (a uffd handler waits on both).
+    let pollers: WaitQueue
 
-    func signal(_ value: UInt64) throws(Errno) { lock.withLock { counter &+= value } }
-    var isSignalled: Bool { lock.withLock { counter > 0 } }
+    init(_ scheduler: Scheduler) { pollers = WaitQueue(scheduler, "eventfd") }
+
+    func signal(_ value: UInt64) throws(Errno) {
+        counter &+= value
+        pollers.wakeAll()
+    }
+
+    var isSignalled: Bool { counter > 0 }
     func close() {}
 }
 
 /// A userfaultfd registered in MISSING mode.
 final class SimUserfaultFile: UserfaultFile, @unchecked Sendable {
-    let ctx = UserfaultContext()
+    let ctx: UserfaultContext
     unowned let process: SimProcess
 
-    init(process: SimProcess) { self.process = process }
+    init(process: SimProcess) {
+        self.process = process
+        ctx = UserfaultContext(process.kernel.scheduler)
+    }
 
     var mm: MMStruct { process.mm }
 
@@ -75,15 +85,14 @@ final class SimUserfaultFile: UserfaultFile, @unchecked Sendable {
         }
     }
 
+    /// poll() on the uffd and `stop`, then read(2) of one message.
     func waitForFault(stop: any EventFile) throws(Errno) -> UInt64? {
-        let stopEvent = stop as? SimEventFile
-        ctx.lock.lock()
-        defer { ctx.lock.unlock() }
-        while true {
-            if !ctx.messages.isEmpty { return ctx.messages.removeFirst() }
-            if stopEvent?.isSignalled == true || ctx.released { return nil }
-            ctx.lock.wait(ctx.wakeup, timeoutNanoseconds: 2_000_000)
+        guard let stopEvent = stop as? SimEventFile else { throw .EBADF }
+        process.kernel.scheduler.wait(on: [ctx.readers, stopEvent.pollers], #function, reason: "poll(uffd, eventfd)") {
+            !ctx.messages.isEmpty || stopEvent.isSignalled || ctx.released
         }
+        if !ctx.messages.isEmpty { return ctx.messages.removeFirst() }
+        return nil
     }
 
     /// UFFDIO_COPY: fill the missing page and wake the faulting thread.
@@ -94,7 +103,7 @@ final class SimUserfaultFile: UserfaultFile, @unchecked Sendable {
         mm.mmapLock.readLock()
         defer {
             mm.mmapLock.readUnlock()
-            ctx.lock.withLock { ctx.wakeup.broadcast() }
+            ctx.faults.wakeAll()
         }
         guard let vma = mm.vmaLookup(address), vma.userfaultfd === ctx else { throw .ENOENT }
         let folio = mm.kernel.allocFolio(.anon, order: 0, zeroed: false)
@@ -109,9 +118,8 @@ final class SimUserfaultFile: UserfaultFile, @unchecked Sendable {
     }
 
     func close() {
-        ctx.lock.withLock {
-            ctx.released = true
-            ctx.wakeup.broadcast()
-        }
+        ctx.released = true
+        ctx.faults.wakeAll()
+        ctx.readers.wakeAll()
     }
 }

@@ -76,14 +76,16 @@ final class AnonVMA: Sendable {}
 /// `@unchecked Sendable` because of exactly that discipline.
 final class MMStruct: @unchecked Sendable {
     let kernel: SimKernel
-    let mmapLock = RWSemaphore()
-    let ptl = SimMutex()
+    /// mmap_lock.
+    let mmapLock: KernelLock
+    /// The page table lock (one per mm here; the kernel has split PTE locks).
+    let ptl: KernelLock
     /// The VMAs, sorted by address (the maple tree).
     var vmas: [VMArea] = []
     var pageTable: PageTable
-    let notifierSubscriptions = MMUNotifierSubscriptions()
-    /// mm_users (mmget_not_zero() succeeds while it is above 0), under `usersLock`.
-    let usersLock = SimMutex()
+    let notifierSubscriptions: MMUNotifierSubscriptions
+    /// mm_users (mmget_not_zero() succeeds while it is above 0), under `usersLock` (an atomic in the kernel).
+    let usersLock = HostLock()
     var users = 1
     /// mmap_base: top-down allocation starts below it.
     let mmapBase: UInt64 = 0x7fff_f7e0_0000
@@ -95,8 +97,14 @@ final class MMStruct: @unchecked Sendable {
     /// HPAGE_PMD_ORDER.
     var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
 
+    /// Page table walks (walk_page_range() calls) so far, for the trace's walk counts.
+    var pageWalks = 0
+
     init(kernel: SimKernel) {
         self.kernel = kernel
+        mmapLock = KernelLock(kernel.scheduler, .mmapLock)
+        ptl = KernelLock(kernel.scheduler, .ptl)
+        notifierSubscriptions = MMUNotifierSubscriptions(kernel.scheduler)
         pageTable = PageTable(pageShift: kernel.pageShift, pmdShift: kernel.pmdShift)
     }
 }

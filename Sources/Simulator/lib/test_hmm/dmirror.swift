@@ -23,13 +23,13 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     /// dmirror->notifier.mm
     let mm: MMStruct
     private(set) var notifier: MMUIntervalNotifier!
-    let mutex = SimMutex()
+    let mutex: KernelLock
     /// dmirror->pt: keyed by virtual PFN. Under `mutex`.
     var pt: [UInt64: DmirrorPTEntry] = [:]
     /// dmirror->flags (HMM_DMIRROR_FLAGS). Under `mutex`.
     var flags: UInt64 = 0
     private(set) var released = false
-    private let owner: SimProcess
+    let owner: SimProcess
 
     var unit: Int { mdevice.minor }
     var pageSize: Int { mm.pageSize }
@@ -40,6 +40,7 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
         self.mdevice = mdevice
         self.mm = process.mm
         self.owner = process
+        mutex = KernelLock(process.kernel.scheduler, .dmirrorMutex)
         let pageMask = ~UInt64(mm.pageSize - 1)
         notifier = MMUIntervalNotifier(mm: mm, start: 0, length: UInt64.max & pageMask) { [unowned self] n, range, seq in
             self.intervalInvalidate(n, range, seq)

@@ -78,8 +78,8 @@ final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
     unowned let kernel: SimKernel
     let minor: Int
     let zoneDeviceType: MemoryType
-    let devmemLock = SimMutex()
-    let lock = SimMutex()
+    let devmemLock: KernelLock
+    let lock: KernelLock
     var chunks: [DmirrorChunk] = []
     /// free_pages: order-0 device PFNs.
     private var freePages = DevmemFreeList()
@@ -98,6 +98,8 @@ final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
         self.kernel = kernel
         self.minor = minor
         self.zoneDeviceType = type
+        devmemLock = KernelLock(kernel.scheduler, .devmemLock)
+        lock = KernelLock(kernel.scheduler, .mdeviceLock)
         // (MINOR(devt) - 2) ? spm_addr_dev0 : spm_addr_dev1
         spmAddress = (minor - 2) != 0 ? SimKernel.spmAddressDev0 : SimKernel.spmAddressDev1
         // dmirror_device_init(): build the first (small-page) chunk.

@@ -6,25 +6,24 @@ import MachineInterface
 extension Dmirror {
     /// dmirror_exclusive(): make_device_exclusive() per page, stored ATOMIC, then read back.
     func exclusive(_ cmd: inout DmirrorCmd) -> Errno? {
-        let size = Int(cmd.npages << pageShift)
-        let start = cmd.addr
-        let end = start &+ UInt64(size)
-        if end < start { return .EINVAL }
-        guard mm.mmgetNotZero() else { return .EINVAL }
-        mm.mmapLock.readLock()
-        var ret: Errno?
-        var addr = start
-        while ret == nil && addr < end {
-            switch mm.makeDeviceExclusive(addr, owner: nil) {
-            case .failure(let e): ret = e
-            case .success(let page):
-                mutex.withLock { pt[addr >> pageShift] = DmirrorPTEntry(page: page, tag: .atomic) }
+        guard let (start, end, size) = commandRange(cmd) else { return .EINVAL }
+        let made = withMM(orElse: .EINVAL) { () -> Errno? in
+            mm.mmapLock.readLock()
+            defer { mm.mmapLock.readUnlock() }
+            var addr = start
+            while addr < end {
+                switch mm.makeDeviceExclusive(addr, owner: nil) {
+                case .failure(let e): return e
+                case .success(let page):
+                    // dmirror_atomic_map()
+                    mutex.withLock { pt[addr >> pageShift] = DmirrorPTEntry(page: page, tag: .atomic) }
+                }
+                addr += UInt64(pageSize)
             }
-            addr += UInt64(pageSize)
+            return nil
         }
-        mm.mmapLock.readUnlock()
-        mm.mmput()
-        if let ret { return ret }
+        if let made { return made }
+        // Return the migrated data for verification.
         return readBack(&cmd, start, end, size)
     }
 

@@ -26,7 +26,7 @@ extension Dmirror {
         while true {
             switch walk {
             case .locked(let deadline):
-                if monotonicMilliseconds() > deadline { return .EBUSY }
+                if mm.kernel.milliseconds > deadline { return .EBUSY }
                 range.notifierSeq = range.notifier.readBegin()
                 mm.mmapLock.readLock()
                 let ret = mm.hmmRangeFault(range)
@@ -58,19 +58,18 @@ extension Dmirror {
     /// dmirror_fault() / dmirror_fault_unlocked(): 32-page windows over [start, end),
     /// each mirrored into `pt` by dmirror_do_fault().
     func fault(_ start: UInt64, _ end: UInt64, write: Bool, unlocked: Bool) -> Errno? {
-        // Since the mm is for the mirrored process, get a reference first.
-        guard mm.mmgetNotZero() else { return .EFAULT }
-        defer { mm.mmput() }
-        var addr = start
-        while addr < end {
-            let next = min(addr + UInt64(32 * pageSize), end)
-            // dmirror_read_unlocked() passes a timeout of 0: retry forever.
-            let walk: RangeWalk = unlocked ? .unlocked(timeoutMilliseconds: 0)
-                : .locked(deadline: monotonicMilliseconds() + 1000)
-            if let e = mirrorRange(makeRange(addr, next, write: write), walk, commit: doFault) { return e }
-            addr = next
+        withMM(orElse: .EFAULT) {
+            var addr = start
+            while addr < end {
+                let next = min(addr + UInt64(32 * pageSize), end)
+                // dmirror_read_unlocked() passes a timeout of 0: retry forever.
+                let walk: RangeWalk = unlocked ? .unlocked(timeoutMilliseconds: 0)
+                    : .locked(deadline: mm.kernel.milliseconds + 1000)
+                if let e = mirrorRange(makeRange(addr, next, write: write), walk, commit: doFault) { return e }
+                addr = next
+            }
+            return nil
         }
-        return nil
     }
 
     /// dmirror_do_fault(): store the faulted pages in pt. Caller holds `mutex`.
@@ -128,10 +127,9 @@ extension Dmirror {
 
     /// The loop both reads share: read what `pt` has, fault the rest in one round, again.
     private func read(_ cmd: inout DmirrorCmd, unlocked: Bool) -> Errno? {
-        let size = Int(cmd.npages << pageShift)
-        var start = cmd.addr
-        let end = start &+ UInt64(size)
-        if end < start { return .EINVAL }
+        guard let range = commandRange(cmd) else { return .EINVAL }
+        var start = range.start
+        let (end, size) = (range.end, range.size)
         let bounce = DmirrorBounce(addr: start, size: size)
         defer { cmd.cpages = bounce.cpages }
         while true {
@@ -149,10 +147,9 @@ extension Dmirror {
 
     /// dmirror_write(): HMM_DMIRROR_WRITE. The data goes straight into the pages.
     func write(_ cmd: inout DmirrorCmd) -> Errno? {
-        let size = Int(cmd.npages << pageShift)
-        var start = cmd.addr
-        let end = start &+ UInt64(size)
-        if end < start { return .EINVAL }
+        guard let range = commandRange(cmd) else { return .EINVAL }
+        var start = range.start
+        let (end, size) = (range.end, range.size)
         let bounce = DmirrorBounce(addr: start, size: size)
         guard let user = userPointer(cmd.ptr) else { return .EFAULT }
         bounce.ptr.copyMemory(from: user, byteCount: size)

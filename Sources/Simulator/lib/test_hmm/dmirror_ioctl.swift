@@ -9,6 +9,7 @@ extension Dmirror {
     /// struct is copied back only when the command succeeds.
     func ioctl(request: UInt, _ cmdIn: inout DmirrorCmd) -> Result<Void, Errno> {
         guard !released else { return .failure(.EBADF) }
+        defer { owner.returnToUser() }
         // An unknown request is EINVAL, not ENOTTY: the driver's switch has a default of -EINVAL.
         guard let command = mdevice.kernel.configuration.abi.command(forRequest: request) else { return .failure(.EINVAL) }
         var cmd = cmdIn
@@ -36,6 +37,23 @@ extension Dmirror {
         if let error { return .failure(error) }
         cmdIn = cmd
         return .success(())
+    }
+
+    /// [addr, addr + npages pages) as every handler computes it; nil when it wraps
+    /// (each handler's `end < start` check, behind the prologue's own).
+    func commandRange(_ cmd: DmirrorCmd) -> (start: UInt64, end: UInt64, size: Int)? {
+        let size = cmd.npages << pageShift
+        let end = cmd.addr &+ size
+        return end < cmd.addr ? nil : (cmd.addr, end, Int(size))
+    }
+
+    /// `body` with a reference on the mirrored mm (mmget_not_zero() ... mmput()):
+    /// `gone` when the process is already exiting.
+    func withMM(orElse gone: Errno, _ body: () -> Errno?) -> Errno? {
+        // Since the mm is for the mirrored process, get a reference first.
+        guard mm.mmgetNotZero() else { return gone }
+        defer { mm.mmput() }
+        return body()
     }
 
     /// u64_to_user_ptr(): the caller's buffer (this process's memory).

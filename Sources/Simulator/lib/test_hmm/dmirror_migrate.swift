@@ -10,19 +10,11 @@ extension Dmirror {
     /// dmirror_migrate_to_device(): 512-page windows under mmap_read_lock, then the
     /// whole range is read back from `pt` (ENOENT where a page did not move).
     func migrateToDevice(_ cmd: inout DmirrorCmd) -> Errno? {
-        let size = Int(cmd.npages << pageShift)
-        let start = cmd.addr
-        let end = start &+ UInt64(size)
-        if end < start { return .EINVAL }
-        guard mm.mmgetNotZero() else { return .EINVAL }
-        do {
-            defer { mm.mmput() }
+        guard let (start, end, size) = commandRange(cmd) else { return .EINVAL }
+        let migrated = withMM(orElse: .EINVAL) { () -> Errno? in
             mm.mmapLock.readLock()
             defer { mm.mmapLock.readUnlock() }
-            var addr = start
-            while addr < end {
-                guard let vma = mm.vmaLookup(addr), vma.flags.contains(.read) else { return .EINVAL }
-                let next = min(end, addr + UInt64(mm.pageTable.ptrsPerPTE * pageSize), vma.end)
+            return forEachWindow(start, end) { vma, addr, next in
                 let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
                                       flags: [.system, .compound])
                 if let e = mm.migrateVMASetup(args) { return e }
@@ -30,11 +22,26 @@ extension Dmirror {
                 mm.migrateVMAPages(args)
                 finalizeAndMap(args)
                 mm.migrateVMAFinalize(args)
-                addr = next
+                return nil
             }
         }
+        if let migrated { return migrated }
         // Return the migrated data for verification.
         return readBack(&cmd, start, end, size)
+    }
+
+    /// The migration loop's windows: at most PTRS_PER_PTE pages, never past the VMA
+    /// (no VMA, or no VM_READ: -EINVAL). Caller holds mmap_lock.
+    private func forEachWindow(_ start: UInt64, _ end: UInt64,
+                               _ body: (VMArea, UInt64, UInt64) -> Errno?) -> Errno? {
+        var addr = start
+        while addr < end {
+            guard let vma = mm.vmaLookup(addr), vma.flags.contains(.read) else { return .EINVAL }
+            let next = min(end, addr + UInt64(mm.pageTable.ptrsPerPTE * pageSize), vma.end)
+            if let e = body(vma, addr, next) { return e }
+            addr = next
+        }
+        return nil
     }
 
     /// The whole range from `pt` into the caller's buffer (MIGRATE_TO_DEV, EXCLUSIVE).
@@ -105,34 +112,27 @@ extension Dmirror {
 
     /// dmirror_migrate_to_system().
     func migrateToSystem(_ cmd: inout DmirrorCmd) -> Errno? {
-        let size = cmd.npages << pageShift
-        let start = cmd.addr
-        let end = start &+ size
-        if end < start { return .EINVAL }
-        guard mm.mmgetNotZero() else { return .EINVAL }
-        defer { mm.mmput() }
-        mm.mmapLock.readLock()
-        defer { mm.mmapLock.readUnlock() }
-        cmd.cpages = 0
-        var addr = start
-        while addr < end {
-            guard let vma = mm.vmaLookup(addr), vma.flags.contains(.read) else { return .EINVAL }
-            var next = min(end, addr + UInt64(mm.pageTable.ptrsPerPTE * pageSize))
-            if next > vma.end { next = vma.end }
-            let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
-                                  flags: mdevice.select.union(.compound))
-            if let e = mm.migrateVMASetup(args) { return e }
-            if !mdevice.devmemFaultAllocAndCopy(args, self) {
+        guard let (start, end, _) = commandRange(cmd) else { return .EINVAL }
+        var cpages: UInt64 = 0
+        defer { cmd.cpages = cpages }
+        return withMM(orElse: .EINVAL) {
+            mm.mmapLock.readLock()
+            defer { mm.mmapLock.readUnlock() }
+            return forEachWindow(start, end) { vma, addr, next in
+                let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
+                                      flags: mdevice.select.union(.compound))
+                if let e = mm.migrateVMASetup(args) { return e }
+                if !mdevice.devmemFaultAllocAndCopy(args, self) {
+                    mm.migrateVMAFinalize(args)
+                    return .ENOMEM
+                }
+                mm.migrateVMAPages(args)
+                // dmirror_successful_migrated_pages()
+                cpages += UInt64(args.src.lazy.filter { $0.flags.contains([.valid, .migrate]) }.count)
                 mm.migrateVMAFinalize(args)
-                return .ENOMEM
+                return nil
             }
-            mm.migrateVMAPages(args)
-            // dmirror_successful_migrated_pages()
-            cmd.cpages += UInt64(args.src.lazy.filter { $0.flags.contains([.valid, .migrate]) }.count)
-            mm.migrateVMAFinalize(args)
-            addr = next
         }
-        return nil
     }
 }
 

@@ -6,26 +6,26 @@ import MachineInterface
 extension Dmirror {
     /// dmirror_snapshot(): 32-page windows, never faulting.
     func snapshot(_ cmd: inout DmirrorCmd) -> Errno? {
-        let size = cmd.npages << pageShift
-        let start = cmd.addr
-        let end = start &+ size
-        if end < start { return .EINVAL }
-        guard mm.mmgetNotZero() else { return .EINVAL }
-        defer { mm.mmput() }
-        var uptr = userPointer(cmd.ptr)
-        var perm = [UInt8](repeating: 0, count: 32)
-        var addr = start
-        while addr < end {
-            let next = min(addr + UInt64(32 * pageSize), end)
-            if let e = rangeSnapshot(addr, next, &perm) { return e }
-            let n = Int((next - addr) >> pageShift)
-            guard let dst = uptr else { return .EFAULT }
-            perm.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: n) }
-            cmd.cpages += UInt64(n)
-            uptr = dst + n
-            addr = next
+        guard let (start, end, _) = commandRange(cmd) else { return .EINVAL }
+        var cpages: UInt64 = 0
+        defer { cmd.cpages = cpages }
+        let ptr = cmd.ptr
+        return withMM(orElse: .EINVAL) {
+            var uptr = userPointer(ptr)
+            var perm = [UInt8](repeating: 0, count: 32)
+            var addr = start
+            while addr < end {
+                let next = min(addr + UInt64(32 * pageSize), end)
+                if let e = rangeSnapshot(addr, next, &perm) { return e }
+                let n = Int((next - addr) >> pageShift)
+                guard let dst = uptr else { return .EFAULT }
+                perm.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: n) }
+                cpages += UInt64(n)
+                uptr = dst + n
+                addr = next
+            }
+            return nil
         }
-        return nil
     }
 
     /// dmirror_range_snapshot(): a temporary interval notifier over the window,
@@ -42,7 +42,7 @@ extension Dmirror {
         defer { mm.notifierSubscriptions.remove(temporary) }
         let range = makeRange(start, end, write: false, fault: false, notifier: temporary)
         var entries: [UInt8] = []
-        let ret = mirrorRange(range, .locked(deadline: monotonicMilliseconds() + 1000)) { range in
+        let ret = mirrorRange(range, .locked(deadline: mm.kernel.milliseconds + 1000)) { range in
             entries = range.hmmPfns.map { mkentry($0).rawValue }
             return nil
         }

@@ -24,34 +24,40 @@ extension MMStruct {
     }
 
     /// The CPU reads or writes `count` bytes at `address`, page by page in ascending
-    /// order, calling `copy(offset, bytes, n)` with the page table lock held for each
-    /// reachable run. Nil when the access completed; else the signal the kernel sends
-    /// (SIGSEGV: no VMA or no permission; SIGBUS: the fault handler gave up).
+    /// order, calling `copy(offset, bytes, n)` for each reachable run. Nil when the
+    /// access completed; else the signal the kernel sends (SIGSEGV: no VMA or no
+    /// permission; SIGBUS: the fault handler gave up).
+    ///
+    /// A hit takes no lock, as the MMU's walk takes none: only the running task
+    /// touches the page table, so it holds still up to the next scheduling point.
+    /// The VMA's protection is checked on hits too, standing in for the PTE bits a
+    /// PROT_NONE mprotect() would clear. A miss is do_user_addr_fault(): mmap_lock
+    /// for read around the VMA lookup and handle_mm_fault().
     func userAccess(_ address: UInt64, _ count: Int, write: Bool,
                     _ copy: (Int, UnsafeMutableRawPointer, Int) -> Void) -> Signal? {
-        mmapLock.readLock()
         var done = 0
         while done < count {
             let addr = address + UInt64(done)
-            guard let vma = vmaLookup(addr), write ? vma.flags.contains(.write) : vma.flags.contains(.read) else {
-                mmapLock.readUnlock()
-                return .segv
-            }
-            ptl.lock()
+            guard let vma = vmaLookup(addr), allows(vma, write: write) else { return .segv }
             if let (page, avail) = translate(addr, write: write) {
                 let n = min(avail, count - done)
                 copy(done, page, n)
-                ptl.unlock()
                 done += n
+                // Another task may run between two pages of one access, as on a real CPU.
+                if done < count { kernel.scheduler.point() }
                 continue
             }
-            ptl.unlock()
+            mmapLock.readLock()
+            guard let vma = vmaLookup(addr), allows(vma, write: write) else {
+                mmapLock.readUnlock()
+                return .segv
+            }
             switch handleMMFault(vma, addr, write ? [.write, .user, .allowRetry] : [.user, .allowRetry]) {
             case .done, .oom:
-                continue
+                mmapLock.readUnlock()
             case .retry:
-                // VM_FAULT_RETRY: the fault dropped mmap_lock (userfaultfd waited); take it again.
-                mmapLock.readLock()
+                // VM_FAULT_RETRY: the fault dropped mmap_lock (userfaultfd waited); the access is retried.
+                break
             case .sigbus:
                 mmapLock.readUnlock()
                 return .bus
@@ -60,7 +66,10 @@ extension MMStruct {
                 return .segv
             }
         }
-        mmapLock.readUnlock()
         return nil
+    }
+
+    private func allows(_ vma: VMArea, write: Bool) -> Bool {
+        write ? vma.flags.contains(.write) : vma.flags.contains(.read)
     }
 }
