@@ -12,9 +12,11 @@
 //   filled right after mmap (every huge page faulted in before any fork) and never DONTNEED;
 // - mremap-fixed-shrink-stale.scn: mremap to= never shrinks;
 // - migrate-huge-zero-split-stale.scn: THP mappings are filled right after mmap, a DONTNEED never
-//   empties a whole PMD of them, and an mremap that grows fills the new pages (no huge zero page
-//   for a migration to split);
-// - devmap-zapped-peek.scn: device-file mappings are neither zapped (DONTNEED) nor mremapped;
+//   empties a whole PMD of them (nor of pages moved from them), DONTUNMAP never empties them, an
+//   mremap that grows fills the new pages, and MADV_HUGEPAGE is for THP mappings only (no huge
+//   zero page for a migration to split);
+// - devmap-zapped-peek.scn: device-file mappings are never mremapped, and no DONTNEED runs in a
+//   scenario that has one (an address an old name still points at may be one of its pages now);
 // - coherent-exclusive-not-evicted.scn: no EXCLUSIVE once a page may have gone to a coherent device;
 // - kernel-two-files-one-device.scn (a test_hmm finding, not the simulator's): one file per
 //   device, a fork block's own files included.
@@ -27,6 +29,8 @@ struct GenMapping {
     var kind: Kind
     /// PMD-aligned and a PMD multiple: THP-eligible.
     var thp: Bool
+    /// MADV_HUGEPAGE may be set on some of its pages (a THP mapping, or pages moved from one).
+    var hugeAdvised = false
     /// Pages a load (or a store) may fault on: unmapped, PROT_NONE, read-only, moved away, SIGBUS.
     var noLoad: [Bool]
     var noStore: [Bool]
@@ -78,6 +82,7 @@ struct GenModel {
     var files: [(name: String, pages: Int)] = []
     var counter = 0
     var hugetlbUsed = false
+    var deviceMapped = false
     /// Some page may have migrated to a coherent device (no EXCLUSIVE from then on).
     var coherentUsed = false
     var followUps: [FollowUp] = []

@@ -15,7 +15,9 @@ extension GenModel {
             spec.alignPMD = true
             spec.hugepage = r.chance(85) ? true : (r.chance(50) ? false : nil)
             spec.populate = r.chance(15)
-            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true))
+            var m = GenMapping(name: name, pages: pages, kind: .anon, thp: true)
+            m.hugeAdvised = true
+            mappings.append(m)
             out.append(Statement(.mmap(spec)))
             out.append(Statement(.store(PageRange(name), randomPattern(&r))))
             return
@@ -51,6 +53,7 @@ extension GenModel {
             return
         case 5:
             kind = .device
+            deviceMapped = true
             pages = 1 + r.below(4)
             spec = MmapSpec(name: name, pages: pages, source: .device(r.element(openDevices).name))
             spec.shared = r.chance(50)
@@ -58,7 +61,7 @@ extension GenModel {
             pages = r.weighted([30, 40, 20, 10]) == 0 ? 1 : [1, 1 + r.below(16), 17 + r.below(48), 64 + r.below(192)][r.below(4)]
             spec = MmapSpec(name: name, pages: pages, source: .anon)
             spec.populate = r.chance(10)
-            if r.chance(8) { spec.hugepage = r.chance(50) }
+            if r.chance(4) { spec.hugepage = false }
         }
         let readOnly = r.chance(5)
         if readOnly { spec.prot = .r }
@@ -181,15 +184,16 @@ extension GenModel {
 
     mutating func madviseOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let m = pickMapping(&r) else { return 0 }
-        let advice = [AdviceWord.dontneed, .dontneed, .dontneed, .hugepage, .nohugepage, .free, .collapse, .collapse][r.below(8)]
+        var advice = [AdviceWord.dontneed, .dontneed, .dontneed, .hugepage, .nohugepage, .free, .collapse, .collapse][r.below(8)]
+        if advice == .hugepage && !m.thp { advice = .collapse }
         var range = anyRange(&r, m)
         if m.kind == .hugetlb { range = PageRange(m.name) }
-        if advice == .dontneed && (m.kind == .device || m.kind == .hugetlb) { return loadOp(&r, into: &out) }
-        if advice == .dontneed && m.thp {
-            // Never a whole PMD: a read fault would map the huge zero page there.
+        if advice == .dontneed && (deviceMapped || m.kind == .hugetlb) { return loadOp(&r, into: &out) }
+        if advice == .dontneed && m.hugeAdvised {
+            // Never a whole PMD (a read fault would map the huge zero page there); a moved
+            // mapping's PMDs need not start at a multiple of 512 pages of it, so stay well short.
             let (first, count) = range.resolved(mappingPages: m.pages)
-            let pmd = first / 512 * 512
-            if count >= 512 { range = PageRange(m.name, .span(pmd + 1, min(first + count, pmd + 512))) }
+            if count >= 256 { range = PageRange(m.name, .span(first, first + 255)) }
         }
         out.append(Statement(.madvise(range, advice)))
         return 1
@@ -205,7 +209,7 @@ extension GenModel {
         let newPages = [count, count, count * 2, max(1, count / 2), count + 1 + r.below(8)][r.below(5)]
         var spec = MremapSpec(range: range, newName: newName("m"), pages: min(newPages, ScenarioLimits.pages))
         spec.mayMove = r.chance(85)
-        if spec.mayMove && spec.pages == count && m.kind == .anon && r.chance(15) { spec.dontUnmap = true }
+        if spec.mayMove && spec.pages == count && m.kind == .anon && !m.hugeAdvised && r.chance(15) { spec.dontUnmap = true }
         if r.chance(6), spec.pages >= count, let other = mappings.last(where: { $0.name != m.name && $0.kind != .hugetlb }),
            other.pages >= spec.pages {
             spec.target = PageRange(other.name, .page(0))
@@ -216,6 +220,7 @@ extension GenModel {
         // The old range may be gone (moved) or empty; the new one may grow past a shared object's end.
         mappings[k].mark(first, count, load: !spec.dontUnmap, store: !spec.dontUnmap)
         var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false)
+        moved.hugeAdvised = m.hugeAdvised
         for p in 0..<min(count, spec.pages) {
             moved.noLoad[p] = m.noLoad[first + p]
             moved.noStore[p] = m.noStore[first + p]
