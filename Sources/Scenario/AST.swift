@@ -9,6 +9,7 @@ import ABI
 public struct Scenario: Hashable, Sendable {
     /// Where it came from (a path, `<stdin>`, or a generated name), for messages.
     public var name: String
+    /// The top-level statements, in file order.
     public var statements: [Statement]
 
     public init(name: String, statements: [Statement]) {
@@ -179,6 +180,7 @@ public struct MmapSpec: Hashable, Sendable {
 public enum AdviceWord: String, Hashable, Sendable, CaseIterable {
     case hugepage, nohugepage, dontneed, free, collapse
 
+    /// The madvise(2) value.
     public var advice: Advice {
         switch self {
         case .hugepage: .hugePage
@@ -217,6 +219,7 @@ public enum RangeCommand: String, Hashable, Sendable, CaseIterable {
     case checkExclusive = "check_exclusive"
     case readUnlocked = "read_unlocked"
 
+    /// The dmirror command it issues.
     public var command: DmirrorCommand {
         switch self {
         case .read: .read

@@ -11,6 +11,7 @@
 public struct ScenarioRandom {
     var s: (UInt64, UInt64, UInt64, UInt64)
 
+    /// The generator for `seed`: its state is four SplitMix64 outputs of the seed.
     public init(seed: UInt64) {
         var x = seed
         func splitmix() -> UInt64 {
@@ -20,6 +21,7 @@ public struct ScenarioRandom {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The next 64 random bits (xoshiro256**).
     public mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17

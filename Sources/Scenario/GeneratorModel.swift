@@ -15,8 +15,8 @@
 //   empties a whole PMD of them (nor of pages moved from them), DONTUNMAP never empties them, an
 //   mremap that grows fills the new pages, and MADV_HUGEPAGE is for THP mappings only (no huge
 //   zero page for a migration to split);
-// - devmap-zapped-peek.scn: device-file mappings are never mremapped, and no DONTNEED runs in a
-//   scenario that has one (an address an old name still points at may be one of its pages now);
+// - devmap-zapped-peek.scn: no DONTNEED and no mremap in a scenario that has a device-file mapping
+//   (an address an old name still points at may be one of its pages now);
 // - coherent-exclusive-not-evicted.scn: no EXCLUSIVE once a page may have gone to a coherent device;
 // - kernel-two-files-one-device.scn (a test_hmm finding, not the simulator's): one file per
 //   device, a fork block's own files included.

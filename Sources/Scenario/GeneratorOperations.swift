@@ -201,7 +201,7 @@ extension GenModel {
 
     mutating func mremapOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }),
-              m.kind != .hugetlb, m.kind != .device else {
+              m.kind != .hugetlb, m.kind != .device, !deviceMapped else {
             return 0
         }
         let range = r.chance(60) ? PageRange(m.name) : anyRange(&r, m)

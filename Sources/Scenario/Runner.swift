@@ -8,7 +8,9 @@ import Synchronization
 /// address space as the scenario's mappings, so the CLI gives buffers that
 /// cannot merge with them (MAP_SHARED); tests use the heap.
 public protocol ScenarioBuffers: Sendable {
+    /// A zero-filled buffer of `bytes` bytes, or nil when there is no memory for it.
     func allocate(_ bytes: Int) -> UnsafeMutableRawBufferPointer?
+    /// Gives back a buffer `allocate` returned.
     func release(_ buffer: UnsafeMutableRawBufferPointer)
 }
 
