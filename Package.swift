@@ -49,11 +49,14 @@ let package = Package(
         // Scenarios: the language (parser, printer), the runner over any Machine with its shadow model
         // and invariant checks, the random generator behind `fuzz`, and the shrinker.
         .target(name: "Scenario", dependencies: ["ABI", "MachineInterface", "Harness"]),
+        // Concurrent scenarios and schedule exploration: random and bounded-preemption schedules,
+        // each in a process of its own; distinct outcomes and the checkers' reports.
+        .target(name: "Explore", dependencies: ["ABI", "MachineInterface", "Syscalls", "Harness", system]),
         // The executable: the only place that knows both backends.
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario",
+                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario", "Explore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"
@@ -63,7 +66,7 @@ let package = Package(
             // dmirror: the tests spawn the built executable (a build-order dependency, not imported).
             dependencies: [
                 "dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario",
-                system, .product(name: "PropertyBased", package: "swift-property-based"),
+                "Explore", system, .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             path: "Tests/DmirrorTests"
         ),

@@ -18,6 +18,9 @@
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434 /* the same on every architecture (Linux 5.3) */
 #endif
+#ifndef __NR_process_mrelease
+#define __NR_process_mrelease 448 /* the same on every architecture (Linux 5.15) */
+#endif
 
 int dmirror_sys_ioctl(int fd, unsigned long request, void *arg)
 {
@@ -48,6 +51,12 @@ int dmirror_sys_pidfd_open(pid_t pid)
 {
 	long fd = syscall(__NR_pidfd_open, pid, 0);
 	return fd < 0 ? -errno : (int)fd;
+}
+
+int dmirror_sys_process_mrelease(int pidfd)
+{
+	long ret = syscall(__NR_process_mrelease, pidfd, 0);
+	return ret < 0 ? -errno : 0;
 }
 
 long dmirror_sys_getrandom(void *buffer, size_t length)

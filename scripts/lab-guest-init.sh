@@ -30,7 +30,8 @@ mount -t debugfs debugfs /sys/kernel/debug
 . /lab/config
 
 kmsg() { echo "dmirror-lab: $*" > /dev/kmsg; }
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
+# shell builtins only: the C suite's per-case loop must not pay for extra processes
+uptime_s() { read -r up _ < /proc/uptime; echo "$up"; }
 
 kmsg "init start uptime=$(uptime_s)"
 
@@ -139,6 +140,10 @@ if [ "$LAB_MODE" = shell ]; then
 	reboot -f
 fi
 
+# The todo lists are read line by line; from tmpfs, not with a 9p round trip per byte.
+mkdir -p /tmp/todo
+cp /share/todo/kselftest /share/todo/dmirror /tmp/todo/ 2>/dev/null
+
 # stop_boot WHY: the kernel is no longer fit to run more cases; the host boots a fresh
 # guest and goes on from the next case (nothing after this point runs in this boot)
 stop_boot() {
@@ -149,7 +154,7 @@ stop_boot() {
 }
 
 # died: whether the kernel has oopsed (taint flag D, 128) in this boot
-died() { [ $(($(cat /proc/sys/kernel/tainted) & 128)) != 0 ]; }
+died() { read -r taint < /proc/sys/kernel/tainted; [ $((taint & 128)) != 0 ]; }
 
 # stuck_tasks: pids of processes in uninterruptible sleep (a kernel hang)
 stuck_tasks() {
@@ -170,7 +175,7 @@ run_whole_suite() {
 		case "$line" in
 		"#  RUN           "*)
 			cur=${line#"#  RUN           "}; cur=${cur% ...}
-			t0=$(uptime_s)
+			read -r t0 _ < /proc/uptime
 			kmsg "BEGIN kselftest $cur"
 			: > "$R/kselftest/$cur.out" ;;
 		esac
@@ -183,28 +188,30 @@ run_whole_suite() {
 		esac
 		[ -n "$cur" ] || continue
 		kmsg "END kselftest $cur rc=$rc"
-		echo "$cur $rc $t0 $(uptime_s)" >> "$R/kselftest.rc"
+		read -r t1 _ < /proc/uptime
+		echo "$cur $rc $t0 $t1" >> "$R/kselftest.rc"
 		died && stop_boot "fault kselftest $cur"
 		cur=""
 	done
 }
 
-if [ -s /share/todo/kselftest ] && [ "$LAB_C_WHOLE" = 1 ]; then
-	n=$(grep -c . /share/todo/kselftest)
+if [ -s /tmp/todo/kselftest ] && [ "$LAB_C_WHOLE" = 1 ]; then
+	n=$(grep -c . /tmp/todo/kselftest)
 	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
 	run_whole_suite
 	kmsg "SUITE kselftest end uptime=$(uptime_s)"
-elif [ -s /share/todo/kselftest ]; then
-	n=$(grep -c . /share/todo/kselftest)
+elif [ -s /tmp/todo/kselftest ]; then
+	n=$(grep -c . /tmp/todo/kselftest)
 	kmsg "SUITE kselftest cases=$n start uptime=$(uptime_s)"
 	while read -r name; do
 		[ -n "$name" ] || continue
-		t0=$(uptime_s)
+		read -r t0 _ < /proc/uptime
 		kmsg "BEGIN kselftest $name"
 		timeout -s KILL "$LAB_TEST_TIMEOUT" /lab/hmm-tests -r "$name" > "$R/kselftest/$name.out" 2>&1 < /dev/null
 		rc=$?
-		t1=$(uptime_s)
-		stuck=$(stuck_tasks)
+		read -r t1 _ < /proc/uptime
+		stuck=""
+		[ "$rc" = 137 ] && stuck=$(stuck_tasks)
 		kmsg "END kselftest $name rc=$rc"
 		echo "$name $rc $t0 $t1" >> "$R/kselftest.rc"
 		# the case oopsed the kernel, or was killed with something still stuck in the kernel:
@@ -213,14 +220,14 @@ elif [ -s /share/todo/kselftest ]; then
 		if [ "$rc" = 137 ] && [ -n "$stuck" ]; then
 			stop_boot "hang kselftest $name (tasks in D state: $stuck)"
 		fi
-	done < /share/todo/kselftest
+	done < /tmp/todo/kselftest
 	kmsg "SUITE kselftest end uptime=$(uptime_s)"
 fi
 
 # lockdep reports once per boot and then turns itself off; when it did so during the C
 # suite, dmirror's cases get a fresh boot with lockdep on again. Reading lockdep_stats
 # takes seconds under TCG, so only after a report banner (a line of "=") in the log.
-if [ -s /share/todo/dmirror ] && dmesg -s 67108864 | grep -qE '^\[[ 0-9.]+\] ={20,}$' &&
+if [ -s /tmp/todo/dmirror ] && dmesg -s 67108864 | grep -qE '^\[[ 0-9.]+\] ={20,}$' &&
 	grep -q 'debug_locks: *0' /proc/lockdep_stats 2>/dev/null; then
 	stop_boot "lockdep-off (it reported during the C suite)"
 fi
@@ -229,7 +236,7 @@ fi
 # One process for every case: each case is a forked child, and dmirror writes the
 # BEGIN/END markers itself (END after the case's process was reaped, so splats of
 # its exit land inside), and a JSON line per case as it ends.
-if [ -s /share/todo/dmirror ]; then
+if [ -s /tmp/todo/dmirror ]; then
 	set -- /lab/dmirror run --backend kernel --kmsg-markers --format jsonl
 	[ "$LAB_TRACE" = 1 ] && set -- "$@" --trace "$R/dmirror-traces"
 	n=0
@@ -237,7 +244,7 @@ if [ -s /share/todo/dmirror ]; then
 		[ -n "$name" ] || continue
 		set -- "$@" -r "$name"
 		n=$((n + 1))
-	done < /share/todo/dmirror
+	done < /tmp/todo/dmirror
 	[ "$LAB_TRACE" = 1 ] && mkdir -p "$R/dmirror-traces"
 	t0=$(uptime_s)
 	kmsg "SUITE dmirror cases=$n start uptime=$t0"

@@ -26,6 +26,9 @@ pid_t dmirror_sys_fork(void);
 int dmirror_sys_userfaultfd(int flags);
 int dmirror_sys_pidfd_open(pid_t pid);
 
+/* process_mrelease(2) (Linux 5.15): no glibc wrapper on Debian 12. */
+int dmirror_sys_process_mrelease(int pidfd);
+
 /* getrandom(2) without flags; sys/random.h is not in Swift's Glibc module. */
 long dmirror_sys_getrandom(void *buffer, size_t length);
 

@@ -49,14 +49,22 @@ public enum ABIGeneration: String, CaseIterable, Sendable, Comparable, CustomStr
         self = match
     }
 
-    /// The ioctl request number `command` has in this generation, or nil if the command does not exist yet.
+    /// The ioctl request number `command` has in this generation, or nil if the command does not exist yet
+    /// (a proposed command exists in none: see `proposedRequest(for:)`).
     public func request(for command: DmirrorCommand) -> UInt? {
         number(for: command).map(ABIGeneration.ioctlRequest(nr:))
     }
 
+    /// The request a proposed command would have if its series were applied to 7.3;
+    /// nil for a released command.
+    public static func proposedRequest(for command: DmirrorCommand) -> UInt? {
+        guard command.isProposed else { return nil }
+        return ioctlRequest(nr: command.number)
+    }
+
     /// The `nr` byte of `_IOWR('H', nr, struct hmm_dmirror_cmd)` for `command`.
     public func number(for command: DmirrorCommand) -> UInt8? {
-        guard self >= command.introduced else { return nil }
+        guard let introduced = command.introduced, self >= introduced else { return nil }
         if self < .v6_0 {
             switch command {
             case .migrateToDevice: return UInt8(DMIRROR_NR_V5_MIGRATE)
@@ -72,16 +80,18 @@ public enum ABIGeneration: String, CaseIterable, Sendable, Comparable, CustomStr
     /// `_IOWR('H', nr, struct hmm_dmirror_cmd)` for any `nr`, from the C header.
     public static func ioctlRequest(nr: UInt8) -> UInt { UInt(dmirror_iowr(UInt32(nr))) }
 
-    /// The command a request number means in this generation (the inverse of `request(for:)`).
+    /// The command a request number means in this generation (the inverse of `request(for:)`),
+    /// or the proposed command it would be.
     public func command(forRequest request: UInt) -> DmirrorCommand? {
-        DmirrorCommand.allCases.first { self.request(for: $0) == request }
+        DmirrorCommand.allCases.first { self.request(for: $0) == request || ABIGeneration.proposedRequest(for: $0) == request }
     }
 }
 
 extension DmirrorCommand {
-    /// The generation that added the command.
-    public var introduced: ABIGeneration {
+    /// The generation that added the command; nil for a proposed one.
+    public var introduced: ABIGeneration? {
         switch self {
+        case .migrateOnFaultToDevice: nil
         case .read, .write, .migrateToDevice, .snapshot: .v5_7
         case .exclusive, .checkExclusive: .v5_14
         case .migrateToSystem: .v6_0
@@ -104,6 +114,7 @@ extension DmirrorCommand {
         case .release: DMIRROR_NR_RELEASE
         case .flags: DMIRROR_NR_FLAGS
         case .readUnlocked: DMIRROR_NR_READ_UNLOCKED
+        case .migrateOnFaultToDevice: DMIRROR_NR_PROPOSED_MIGRATE_ON_FAULT_TO_DEV
         }
         return UInt8(nr)
     }

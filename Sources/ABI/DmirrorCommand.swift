@@ -23,6 +23,10 @@ public enum DmirrorCommand: String, CaseIterable, Sendable, CustomStringConverti
     case flags
     /// HMM_DMIRROR_READ_UNLOCKED: READ through hmm_range_fault_unlockable(), which may drop mmap_lock.
     case readUnlocked
+    /// HMM_DMIRROR_MIGRATE_ON_FAULT_TO_DEV, proposed by the migrate-on-fault series and in
+    /// no release: fault the range in and migrate it to the device in one walk
+    /// (HMM_PFN_REQ_MIGRATE), then read it back like MIGRATE_TO_DEV.
+    case migrateOnFaultToDevice
 
     /// The uapi macro's name, as kernel developers know it.
     public var kernelName: String {
@@ -37,8 +41,12 @@ public enum DmirrorCommand: String, CaseIterable, Sendable, CustomStringConverti
         case .release: "HMM_DMIRROR_RELEASE"
         case .flags: "HMM_DMIRROR_FLAGS"
         case .readUnlocked: "HMM_DMIRROR_READ_UNLOCKED"
+        case .migrateOnFaultToDevice: "HMM_DMIRROR_MIGRATE_ON_FAULT_TO_DEV"
         }
     }
+
+    /// A command of a patch series under review, in no kernel release.
+    public var isProposed: Bool { self == .migrateOnFaultToDevice }
 
     public var description: String { kernelName }
 }

@@ -71,11 +71,15 @@ enum BackendResolver {
     }
 
     static func simulator(abi forced: ABIGeneration?, _ simulated: SimulatedKernel, note: String?) -> ResolvedBackend {
-        let configuration = SimConfiguration(thpEnabled: simulated.thp, release: simulated.release, abi: forced)
+        var configuration = SimConfiguration(thpEnabled: simulated.thp, release: simulated.release, abi: forced)
+        configuration.variants = simulated.variants
         let abi = configuration.abi
         var detail = "simulated Linux \(simulated.release.major).\(simulated.release.minor) test_hmm"
         if abi != ABIGeneration(simulated.release) { detail += ", ABI \(abi.rawValue)" }
         if simulated.thp != .madvise { detail += ", THP \(simulated.thp.rawValue)" }
+        if !simulated.variants.isEmpty {
+            detail += ", bug variant(s) " + simulated.variants.map(\.rawValue).sorted().joined(separator: ", ")
+        }
         if let note { detail += "; \(note)" }
         return ResolvedBackend(backend: .simulator, abi: abi,
                                info: BackendInfo(name: Backend.simulator.rawValue, detail: detail, abi: abi.rawValue),
@@ -87,9 +91,11 @@ enum BackendResolver {
 struct SimulatedKernel {
     var release = SimConfiguration.newestRelease
     var thp = SimConfiguration.THPMode.madvise
+    var variants: Set<SimVariant> = []
 }
 
 extension SimConfiguration.THPMode: ExpressibleByArgument {}
+extension SimVariant: ExpressibleByArgument {}
 
 /// The simulator's options, shared by the commands that run it.
 struct SimulatorOptions: ParsableArguments {
@@ -103,7 +109,12 @@ struct SimulatorOptions: ParsableArguments {
                                valueName: "MODE"))
     var thp: SimConfiguration.THPMode = .madvise
 
-    var given: Bool { release != nil || thp != .madvise }
+    @Option(name: .customLong("sim-variant"),
+            help: ArgumentHelp("Run the simulator with a known bug pattern in its driver or mm (repeatable; "
+                               + "`dmirror explore --list` describes each).", valueName: "NAME"))
+    var variants: [SimVariant] = []
+
+    var given: Bool { release != nil || thp != .madvise || !variants.isEmpty }
 
     func validate() throws {
         if let release {
@@ -114,6 +125,7 @@ struct SimulatorOptions: ParsableArguments {
     }
 
     var simulated: SimulatedKernel {
-        SimulatedKernel(release: release.flatMap { KernelVersion(release: $0) } ?? SimConfiguration.newestRelease, thp: thp)
+        SimulatedKernel(release: release.flatMap { KernelVersion(release: $0) } ?? SimConfiguration.newestRelease, thp: thp,
+                        variants: Set(variants))
     }
 }

@@ -85,6 +85,12 @@ final class LinuxChild: ChildProcess {
     func kill(_ signal: Signal) throws(Errno) { try Sys.kill(pid, signal) }
 
     func wait() throws(Errno) -> ExitStatus { try Sys.wait(pid) }
+
+    func releaseMemory() throws(Errno) {
+        let pidfd = try Sys.pidfdOpen(pid)
+        defer { try? Sys.close(pidfd) }
+        try Sys.processMrelease(pidfd)
+    }
 }
 
 /// A thread of this process.

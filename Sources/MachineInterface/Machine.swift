@@ -138,6 +138,11 @@ public protocol ChildProcess: AnyObject, Sendable {
     func kill(_ signal: Signal) throws(Errno)
     /// waitpid(2), blocking until the child has ended.
     func wait() throws(Errno) -> ExitStatus
+    /// process_mrelease(2) on a pidfd of the child: reap the memory of a child a
+    /// fatal signal is ending, as the OOM reaper does (__oom_reap_task_mm(), whose
+    /// invalidations may not block). EINVAL if the child is not dying, EAGAIN if a
+    /// notifier refused a non-blocking invalidation, ESRCH once it is gone.
+    func releaseMemory() throws(Errno)
 }
 
 /// A thread started by `Machine.startThread`.

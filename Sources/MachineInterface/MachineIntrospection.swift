@@ -20,4 +20,30 @@ public protocol MachineIntrospection: AnyObject {
     /// Device pages still allocated on each device (minor → pages). After every
     /// file of a device is closed, it must hold none.
     func allocatedDevicePages() -> [Int: Int]
+
+    /// What the model's protocol checkers (lockdep, the mmu notifier discipline,
+    /// the deadlock and livelock bounds) have reported so far, in order.
+    func checkerReports() -> [CheckerReport]
+
+    /// Every scheduling decision of the model's tasks so far (where more than one
+    /// could run), in order: replaying the chosen indices repeats the run.
+    func scheduleDecisions() -> [ScheduleDecision]
+}
+
+/// One report of the simulator's protocol checkers: its kind (e.g. "recursive
+/// locking", "stale device mapping") and its text, in the shape of the kernel
+/// splat it stands for.
+public struct CheckerReport: Sendable, Hashable, CustomStringConvertible {
+    public let kind: String
+    public let text: String
+
+    public init(kind: String, text: String) {
+        self.kind = kind
+        self.text = text
+    }
+
+    /// The first line of the text, which names what happened.
+    public var headline: String { String(text.prefix { $0 != "\n" }) }
+
+    public var description: String { "\(kind): \(headline)" }
 }

@@ -20,7 +20,8 @@ public struct MirrorDevice: Sendable {
     /// (hmm-tests.c retries on EINTR; the file's ioctl already does.)
     @discardableResult
     public func perform(_ command: DmirrorCommand, addr: UInt64, ptr: UInt64, npages: UInt64) throws(DmirrorError) -> CommandResult {
-        guard let request = abi.request(for: command) else {
+        // A proposed command goes out under its proposed number; a driver without it says EINVAL.
+        guard let request = abi.request(for: command) ?? ABIGeneration.proposedRequest(for: command) else {
             throw .unsupported(command, abi)
         }
         var cmd = DmirrorCmd(addr: addr, ptr: ptr, npages: npages)

@@ -13,6 +13,12 @@ extension SimProcess: MachineIntrospection {
 
     func invariantViolations() -> [String] { kernel.invariantViolations() }
 
+    func scheduleDecisions() -> [ScheduleDecision] { kernel.scheduler.decisions }
+
+    func checkerReports() -> [CheckerReport] {
+        kernel.checkers.entries.map { CheckerReport(kind: $0.kind.rawValue, text: $0.text) }
+    }
+
     func allocatedDevicePages() -> [Int: Int] {
         var pages: [Int: Int] = [:]
         for device in kernel.devices.compactMap({ $0 }) {
@@ -80,8 +86,7 @@ extension SimKernel {
         var problems: [String] = []
         let mms = liveMMs()
         for mm in mms {
-            let inFlight = mm.notifierSubscriptions.invalidationsInFlight
-            if inFlight != 0 { problems.append("mm: \(inFlight) invalidation(s) started and not ended") }
+            problems += mm.notifierSubscriptions.quiescentViolations().map { "mm: " + $0 }
         }
         problems += staleDeviceMappings()
         problems += mapCountMismatches(mms)

@@ -37,6 +37,12 @@ public struct SimConfiguration: Sendable {
     public var schedule: SchedulePolicy = .runToBlock
     /// Driver and mm variants that reproduce known bugs (none: the stock 7.3 model).
     public var variants: Set<SimVariant> = []
+    /// Print each checker report on stderr when it is found, as a kernel logs a splat
+    /// (off while exploring: the outcome carries the reports).
+    public var printsReports = true
+    /// What happens when every task waits or a livelock bound is hit, given the report;
+    /// it must not return. Nil: the process exits with status 1.
+    public var onStuck: (@Sendable (String) -> Never)?
 
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
                 thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
@@ -104,7 +110,9 @@ public final class SimKernel: @unchecked Sendable {
         self.configuration = configuration
         randomState = configuration.seed
         checkers = CheckerReports()
+        checkers.printing = configuration.printsReports
         scheduler = Scheduler(policy: configuration.schedule, reports: checkers)
+        if let onStuck = configuration.onStuck { scheduler.onDeadlock = onStuck }
         migrationWaiters = WaitQueue(scheduler, "migration entry")
         pageShift = configuration.pageSize.trailingZeroBitCount
         pmdShift = configuration.pmdSize.trailingZeroBitCount

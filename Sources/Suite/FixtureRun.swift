@@ -48,7 +48,18 @@ struct FixtureRun {
             assertion = unexpected(error, log)
         }
 
+        // A model of the kernel also answers for its own state: a stale device mapping,
+        // a map count off, an invalidation left open fail the case as a wrong answer would.
+        let model = machine as? any MachineIntrospection
+        if assertion == nil, let violation = model?.invariantViolations().first {
+            assertion = "simulator invariant: \(violation)"
+            log("# \(test.name): \(assertion!)")
+        }
         if let failure = tearDown(context) { assertion = assertion ?? failure }
+        if assertion == nil, let report = model?.checkerReports().first {
+            assertion = "simulator checker: \(report)"
+            log("# \(test.name): \(assertion!)")
+        }
 
         if let assertion { return .assertionFailed(assertion) }
         if let skipReason { return .skipped(skipReason) }

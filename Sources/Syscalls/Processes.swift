@@ -30,6 +30,11 @@ extension Sys {
         FileDescriptor(rawValue: try shim("pidfd_open", [String(pid)]) { dmirror_sys_pidfd_open(pid) })
     }
 
+    /// process_mrelease(2): reap the memory of the dying process behind `pidfd` (Linux 5.15).
+    public static func processMrelease(_ pidfd: FileDescriptor) throws(Errno) {
+        _ = try shim("process_mrelease", [String(pidfd.rawValue)]) { dmirror_sys_process_mrelease(pidfd.rawValue) }
+    }
+
     /// kill(2); a negative `pid` signals a process group.
     public static func kill(_ pid: pid_t, _ signal: Signal) throws(Errno) {
         _ = try call("kill", [String(pid), signal.description]) { Glibc.kill(pid, signal.rawValue) }

@@ -17,6 +17,15 @@ def verdict_counts(c):
     return f"{c['pass']}/{c['fail'] + c['error']}/{c['skip']}/{c['crash']}"
 
 
+def ratio_text(times):
+    """dmirror / C: of the walls when both suites ran the same cases, else of the cases
+    both ran, summed case by case (marked "cases")."""
+    if times.get("same_cases", True):
+        return str(times.get("ratio") or "-")
+    r = times.get("ratio_common")
+    return f"{r} ({times.get('common_cases')} cases)" if r else "-"
+
+
 def row(summary, status):
     """One table row (a tuple of strings, in COLUMNS order) of a cell's summary.json."""
     t = summary.get("traces") or {}
@@ -33,7 +42,7 @@ def row(summary, status):
             verdict_counts(summary.get("kselftest")), verdict_counts(summary.get("dmirror")),
             str(len(summary.get("disagree") or [])), traces, f"{sp.get('new', 0)}/{sp.get('known', 0)}",
             summary.get("unload") or "?", str(times.get("kselftest_s") or "-"),
-            str(times.get("dmirror_s") or "-"), str(times.get("ratio") or "-"),
+            str(times.get("dmirror_s") or "-"), ratio_text(times),
             str(summary.get("boots", "?")),
             "OK" if status == 0 else "FAIL")
 

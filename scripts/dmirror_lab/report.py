@@ -347,10 +347,21 @@ def report(ctx):
     c_wall, d_wall = times.get("kselftest"), times.get("dmirror")
     r = ratio(c_wall, d_wall)
     same_boot = len(ctx.boots) == 1
+    # when the suites ran different cases (an older kernel's C suite has fewer), the wall
+    # times do not compare; the cases both ran do, case by case
+    common = [n for n in corder if cres[n]["verdict"] in REAL_VERDICTS
+              and dres.get(n, {}).get("verdict") in REAL_VERDICTS]
+    c_common = round(sum(cres[n]["secs"] for n in common), 3)
+    d_common = round(sum(dres[n]["secs"] for n in common), 3)
+    same_cases = len(common) == len([n for n in dorder if dres[n]["verdict"] in REAL_VERDICTS]) == \
+        len([n for n in corder if cres[n]["verdict"] in REAL_VERDICTS])
     if c_wall or d_wall:
         say(f"times in the guest{' (same boot)' if same_boot else ' (summed over boots)'}: C suite "
             f"{c_wall} s, dmirror {d_wall} s{f', ratio {r}' if r else ''} (dmirror "
             f"{'with' if ctx.trace else 'without'} --trace; goal <= 1.05)")
+        say(f"times of the {len(common)} cases both suites ran, case by case: C {c_common} s, dmirror "
+            f"{d_common} s{f', ratio {ratio(c_common, d_common)}' if c_common else ''}"
+            f"{'' if same_cases else ' (the suites ran different cases: compare these, not the walls)'}")
     summary = {
         "cell": ctx.label, "cell_name": cell.name, "release": release, "thp": thp,
         "test_hmm": cell.test_hmm, "profile": cell.profile.name, "boots": len(ctx.boots),
@@ -359,7 +370,9 @@ def report(ctx):
         "disagree": disagree, "traces": tally, "traces_differ_in_findings": sim_in_findings,
         "splats": {"known": len(found) - len(new) - stale, "new": len(new), "after_fault": stale},
         "unload": unload, "times": {"kselftest_s": c_wall, "dmirror_s": d_wall, "ratio": r,
-                                    "same_boot": same_boot, "trace": ctx.trace,
+                                    "same_boot": same_boot, "trace": ctx.trace, "same_cases": same_cases,
+                                    "common_cases": len(common), "kselftest_common_s": c_common,
+                                    "dmirror_common_s": d_common, "ratio_common": ratio(c_common, d_common),
                                     "qemu_s": round(sum(b.wall for b in ctx.boots), 1),
                                     "build_s": ctx.info.get("build_seconds") if not ctx.info.get("cached")
                                     else 0},

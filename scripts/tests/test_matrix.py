@@ -22,6 +22,12 @@ class Table(unittest.TestCase):
         self.assertEqual(lines[1], "|" + "---|" * len(matrix.COLUMNS))
         self.assertTrue(lines[2].startswith("| 7.3-madvise | 7.3.4 | 75/1/0/0 |"))
 
+    def test_the_ratio_compares_the_same_cases(self):
+        self.assertEqual(matrix.ratio_text({"ratio": 0.691, "same_cases": True}), "0.691")
+        # 6.12's C suite has 58 cases, dmirror 76: the walls do not compare, the common cases do
+        self.assertEqual(matrix.ratio_text({"ratio": 2.858, "same_cases": False, "ratio_common": 2.106,
+                                            "common_cases": 58}), "2.106 (58 cases)")
+
     def test_a_cell_the_lab_could_not_run(self):
         r = matrix.row({"cell": "6.1-madvise", "problems": ["apt could not download linux-source-6.1"]}, 2)
         self.assertEqual(r, ("6.1-madvise", "?", "-", "-", "0", "-", "0/0", "?", "-", "-", "-", "?", "FAIL"))

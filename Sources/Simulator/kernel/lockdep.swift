@@ -176,6 +176,7 @@ final class CheckerReports: @unchecked Sendable {
         case livelock
         case selfInvalidation = "self-invalidation livelock"
         case unpairedInvalidation = "invalidate_range_start without _end"
+        case notifierWarning = "mmu notifier warning"
         case oddSequence = "odd invalidate sequence"
         case staleMapping = "stale device mapping"
         case uncheckedCommit = "page table commit without read_retry"

@@ -14,30 +14,6 @@ import Glibc
 // a wait queue). Which task runs next is the policy's choice, so the same
 // policy and seed give the same interleaving, byte for byte.
 
-/// How the scheduler picks the next task.
-public enum SchedulePolicy: Sendable, Hashable {
-    /// No preemption: the running task goes on until it blocks or ends, and then
-    /// the lowest-numbered runnable task runs. The suite's default.
-    case runToBlock
-    /// At every scheduling point, switch to a random runnable task with
-    /// probability `preemptPermille`/1000 (and pick a random one when the
-    /// running task blocks). The same seed, the same schedule.
-    case random(seed: UInt64, preemptPermille: Int)
-    /// Take `choices[i]` at the i-th decision (an index into the runnable tasks
-    /// in id order, the running task first when it can go on); past the end,
-    /// as `runToBlock`. What bounded exploration replays.
-    case replay([Int])
-}
-
-/// One decision the scheduler made: how many tasks it could have run, which it
-/// ran, and whether running it preempted a task that could have gone on.
-public struct ScheduleDecision: Sendable, Hashable {
-    public let options: Int
-    public let chosen: Int
-    /// The running task was runnable (choosing another is a preemption).
-    public let currentRunnable: Bool
-}
-
 /// A task of the simulated kernel: a thread of a simulated process.
 final class SimTask: @unchecked Sendable {
     enum State: Equatable {
@@ -121,10 +97,8 @@ final class Scheduler: @unchecked Sendable {
     private var invalidateMapLock: KernelLock!
     var invalidateMap: KernelLock { invalidateMapLock }
     /// What happens when every task waits: the deadlock report is final.
-    var onDeadlock: (String) -> Never = { report in
-        CheckerReports.emit(report)
-        _exit(1)
-    }
+    /// (The report is already in `reports`, printed there if printing is on.)
+    var onDeadlock: (String) -> Never = { _ in _exit(1) }
     /// Progress: the step of the last completed system call or device command.
     private var lastProgress = 0
     /// A run that passes this many points without progress is a livelock.
@@ -244,6 +218,10 @@ final class Scheduler: @unchecked Sendable {
             """)
         onDeadlock(reports.last ?? "livelock")
     }
+
+    /// A checker found a livelock the run cannot leave (its report is already added):
+    /// the run ends here, as at a deadlock.
+    func livelocked(_ report: String) -> Never { onDeadlock(report) }
 
     /// nanosleep(): the running task sleeps `nanoseconds` of simulated time (one
     /// scheduling point is one microsecond). Others run meanwhile; when nothing

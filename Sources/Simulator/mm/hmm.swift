@@ -27,10 +27,17 @@ final class HMMRange {
     let requestWrite: Bool
     /// dev_private_owner.
     let devPrivateOwner: AnyObject?
+    /// HMM_PFN_REQ_MIGRATE, of the migrate-on-fault series (in no release): the walk
+    /// that faults the range in also collects its system pages for migration to
+    /// devPrivateOwner's memory, into `migrate`.
+    let requestMigrate: Bool
+    /// What a migrating walk collected (migrate_hmm_range_setup()); the caller
+    /// goes on with migrate_vma_pages() and finalizes it.
+    var migrate: MigrateVMA?
     var notifierSeq: UInt64 = 0
 
     init(notifier: MMUIntervalNotifier, start: UInt64, end: UInt64, pageShift: Int,
-         requestFault: Bool, requestWrite: Bool, devPrivateOwner: AnyObject?) {
+         requestFault: Bool, requestWrite: Bool, devPrivateOwner: AnyObject?, requestMigrate: Bool = false) {
         self.notifier = notifier
         self.start = start
         self.end = end
@@ -38,6 +45,7 @@ final class HMMRange {
         self.requestFault = requestFault
         self.requestWrite = requestWrite
         self.devPrivateOwner = devPrivateOwner
+        self.requestMigrate = requestMigrate
     }
 }
 
@@ -56,11 +64,22 @@ extension MMStruct {
     /// hmm_range_fault_unlocked_timeout(). The caller holds mmap_lock for read;
     /// if a fault dropped it, `locked` is set to false and -EBUSY returned.
     func hmmRangeFault(_ range: HMMRange, locked: UnsafeMutablePointer<Bool>? = nil) -> Errno? {
+        // The migrate-on-fault core patch: a migrating call holds mmap_lock throughout
+        // (no lock drop) and starts from cleared pfns.
+        if range.requestMigrate {
+            if locked != nil { return .EINVAL }
+            range.hmmPfns = Array(repeating: HMMPfn(), count: range.hmmPfns.count)
+            range.migrate = nil
+        }
         var last = range.start
         while true {
             if range.notifier.checkRetry(range.notifierSeq) { return .EBUSY }
+            // Each pass is one walk_page_range(): a fault ends the pass, and the next
+            // pass starts where it stopped.
+            pageWalks += 1
             switch hmmWalk(range, from: last) {
             case .done:
+                if range.requestMigrate { return migrateHMMRangeSetup(range) }
                 return nil
             case .failed(let e):
                 return e
@@ -90,6 +109,21 @@ extension MMStruct {
                 }
             }
         }
+    }
+
+    /// migrate_hmm_range_setup(): the last pass of a migrating walk also collects the
+    /// range's system pages for migration (as one walk, so it counts none of its own).
+    /// The MIGRATE invalidation it sends is owned by the device: a driver that does
+    /// not filter its own migrations sees its sequence move every time.
+    private func migrateHMMRangeSetup(_ range: HMMRange) -> Errno? {
+        guard let owner = range.devPrivateOwner, let vma = vmaLookup(range.start), range.end <= vma.end else {
+            return .EINVAL
+        }
+        let args = MigrateVMA(mm: self, vma: vma, start: range.start, end: range.end, pgmapOwner: owner,
+                              flags: [.system])
+        collectAndUnmap(args)
+        range.migrate = args
+        return nil
     }
 
     /// hmm_pte_need_fault(): nil if no fault is needed, else whether it is a write fault.
@@ -134,6 +168,8 @@ extension MMStruct {
             while addr < vmaEnd {
                 let pmdStart = addr & ~(pmdSize - 1)
                 let segEnd = min(pmdStart + pmdSize, vmaEnd)
+                // cond_resched() between page tables of the walk.
+                kernel.scheduler.point("cond_resched")
                 ptl.lock()
                 let pmd = pageTable.pmd(addr)
                 switch pmd {
@@ -232,6 +268,7 @@ extension MMStruct {
             let ret = hmmRangeFault(range, locked: &locked)
             if locked { mmapLock.readUnlock() }
             if ret != .EBUSY { return ret }
+            kernel.scheduler.retried("hmm_range_fault_unlocked_timeout() of [0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16)))")
         }
     }
 }

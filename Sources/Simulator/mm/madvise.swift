@@ -3,12 +3,15 @@ import ABI
 // mm/madvise.c: madvise(2).
 
 extension MMStruct {
-    /// madvise(2): do_madvise(). mmap_lock is taken for write (the kernel takes it for read
-    /// for some advice; nothing here depends on the difference).
+    /// madvise(2): do_madvise(). mmap_lock is taken for write where the advice changes
+    /// VMAs, for read where it only zaps or marks pages (madvise_need_mmap_write()):
+    /// DONTNEED runs alongside faults and migrations, which also hold it for read.
+    /// (7.3 takes a per-VMA lock for DONTNEED; against mmap_lock it orders the same way.)
     func sysMadvise(_ address: UInt64, length: Int, advice: Advice) throws(Errno) {
         guard let end = try userRange(address, length) else { return }
-        mmapLock.writeLock()
-        defer { mmapLock.writeUnlock() }
+        let write = advice != .dontNeed && advice != .free
+        if write { mmapLock.writeLock() } else { mmapLock.readLock() }
+        defer { if write { mmapLock.writeUnlock() } else { mmapLock.readUnlock() } }
         let mapped = isFullyMapped(address, end)
         switch advice {
         case .hugePage, .noHugePage:

@@ -80,13 +80,22 @@ extension MMStruct {
         guard args.start & pageMask == 0, args.end & pageMask == 0, args.start < args.end else { return .EINVAL }
         guard args.vma.start <= args.start, args.end <= args.vma.end else { return .EINVAL }
         if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: [.io, .pfnmap]) { return .EINVAL }
+        // migrate_vma_collect()'s walk_page_range().
+        pageWalks += 1
+        collectAndUnmap(args)
+        return nil
+    }
+
+    /// migrate_vma_collect() and migrate_device_unmap(): under a MIGRATE invalidation
+    /// owned by the pgmap owner (which fires even when nothing in the range moves),
+    /// the selected pages become migration entries.
+    func collectAndUnmap(_ args: MigrateVMA) {
         withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
             ptl.withLock {
                 migrateVMACollect(args)
                 migrateDeviceUnmapCheck(args)
             }
         }
-        return nil
     }
 
     /// migrate_device_unmap()'s migrate_vma_check_page(): a collected page that someone
@@ -267,13 +276,21 @@ extension MMStruct {
             }
             i += 1
         }
+        // The holes get their pages now, under one MIGRATE invalidation of the range
+        // (owned by the pgmap owner, as the collection's was).
+        let holes = (0..<args.npages).filter { args.src[$0].page == nil && args.src[$0].flags.contains(.migrate) }
+        guard !holes.isEmpty else { return }
+        withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
+            ptl.withLock {
+                for i in holes where args.src[i].flags.contains(.migrate) { insertHole(args, i) }
+            }
+        }
     }
 
     /// migrate_vma_finalize(): replace each migration entry (or hole) by the
     /// new page if the entry migrated, otherwise restore the old one; unused
     /// destination pages are freed.
     func migrateVMAFinalize(_ args: MigrateVMA) {
-        let vmaWritable = args.vma.flags.contains(.write)
         var unused: [Folio] = []
         ptl.withLock {
             var i = 0
@@ -282,47 +299,39 @@ extension MMStruct {
                 let d = args.dst[i]
                 let addr = args.address(i)
                 let migrated = s.flags.contains(.migrate) && d.page != nil
+                // A hole was filled (or not) by migrate_vma_pages().
+                guard let source = s.page else {
+                    if !migrated, let dp = d.page, dp.index == 0 { unused.append(dp.folio) }
+                    i += migrated && d.flags.contains(.compound) ? 1 << pmdOrder : 1
+                    continue
+                }
+                // remove_migration_ptes(): only where the migration entry is still there; one
+                // that was zapped meanwhile (munmap, MADV_DONTNEED) stays gone, and the new
+                // page, mapped nowhere, is freed.
+                let pmdLevel = d.flags.contains(.compound) || { if case .pmd? = args.saved[i] { true } else { false } }()
+                let present = pmdLevel ? isPMDMigrationEntry(addr, of: source.folio) : isMigrationEntry(addr, of: source)
                 if !migrated {
-                    if let saved = args.saved[i] { restore(addr, saved) }
+                    if present, let saved = args.saved[i] { restore(addr, saved) }
                     if let dp = d.page, dp.index == 0 { unused.append(dp.folio) }
                     i += 1
                     continue
                 }
                 let newPage = d.page!
-                let isHole = s.page == nil
-                let writable = isHole ? vmaWritable : s.flags.contains(.write)
+                guard present else {
+                    if newPage.index == 0 { unused.append(newPage.folio) }
+                    i += d.flags.contains(.compound) ? 1 << pmdOrder : 1
+                    continue
+                }
+                let writable = s.flags.contains(.write)
                 if d.flags.contains(.compound) {
                     let folio = newPage.folio
-                    let entry: PMDEntry = folio.isDevicePrivate ? .devicePrivate(folio, writable: writable)
-                        : .huge(folio, writable: writable)
-                    if isHole { ptl_clearRangeForInsert(addr) }
-                    pageTable.setPMD(addr, entry)
+                    pageTable.setPMD(addr, folio.isDevicePrivate ? .devicePrivate(folio, writable: writable)
+                                     : .huge(folio, writable: writable))
                     i += 1 << pmdOrder
                     continue
                 }
-                if isHole {
-                    // migrate_vma_insert_page(): only into pte_none or the zero page;
-                    // a huge zero PMD is split first.
-                    if case .huge(let f, _)? = pageTable.pmd(addr), f.kind == .hugeZero {
-                        splitHugePMDLocked(addr & ~UInt64(pmdSize - 1))
-                    }
-                    let current = pageTable.pte(addr)
-                    let insertable: Bool
-                    switch current {
-                    case .none: insertable = true
-                    case .present(let p, _): insertable = p.folio.kind == .zero
-                    default: insertable = false
-                    }
-                    guard insertable, pageTable.pteTable(addr) != nil else {
-                        if newPage.index == 0 { unused.append(newPage.folio) }
-                        args.src[i].flags.remove(.migrate)
-                        i += 1
-                        continue
-                    }
-                }
-                let entry: PTE = newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
-                    : .present(newPage, writable: writable)
-                pageTable.setPTE(addr, entry)
+                pageTable.setPTE(addr, newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
+                                 : .present(newPage, writable: writable))
                 i += 1
             }
         }
@@ -333,7 +342,62 @@ extension MMStruct {
         kernel.migrationWaiters.wakeAll()
     }
 
-    /// A compound hole may be mapped by an (empty) PTE table or the huge zero folio; clear it before a PMD insert.
+    /// The PTE at `addr` is still the migration entry for `page`. Caller holds `ptl`.
+    private func isMigrationEntry(_ addr: UInt64, of page: PageRef) -> Bool {
+        guard case .table? = pageTable.pmd(addr), case .migration(let p, _) = pageTable.pte(addr) else { return false }
+        return p === page
+    }
+
+    /// The PMD at `addr` is still the migration entry for `folio`. Caller holds `ptl`.
+    private func isPMDMigrationEntry(_ addr: UInt64, of folio: Folio) -> Bool {
+        if case .migration(let f, _)? = pageTable.pmd(addr) { return f === folio }
+        return false
+    }
+
+    /// migrate_vma_insert_page() / migrate_vma_insert_huge_pmd_page(): a hole gets its
+    /// new page in migrate_vma_pages(), only where the entry is still none or the zero
+    /// page; otherwise the page is not migrated. Caller holds `ptl`.
+    private func insertHole(_ args: MigrateVMA, _ i: Int) {
+        let addr = args.address(i)
+        let d = args.dst[i]
+        guard let newPage = d.page, args.vma.isAnonymous else {
+            args.src[i].flags.remove(.migrate)
+            return
+        }
+        let writable = args.vma.flags.contains(.write)
+        if d.flags.contains(.compound) {
+            let folio = newPage.folio
+            let entry: PMDEntry = folio.isDevicePrivate ? .devicePrivate(folio, writable: writable)
+                : .huge(folio, writable: writable)
+            switch pageTable.pmd(addr) {
+            case nil: break
+            case .huge(let f, _)? where f.kind == .hugeZero: ptl_clearRangeForInsert(addr)
+            case .table(let t)? where t.entries.allSatisfy({ $0.isNone }): ptl_clearRangeForInsert(addr)
+            default:
+                args.src[i].flags.remove(.migrate)
+                return
+            }
+            pageTable.setPMD(addr, entry)
+            return
+        }
+        // A huge zero PMD is split first.
+        if case .huge(let f, _)? = pageTable.pmd(addr), f.kind == .hugeZero {
+            splitHugePMDLocked(addr & ~UInt64(pmdSize - 1))
+        }
+        let insertable: Bool
+        switch pageTable.pte(addr) {
+        case .none: insertable = pageTable.pteTable(addr) != nil || pageTable.pmd(addr) == nil
+        case .present(let p, _): insertable = p.folio.kind == .zero
+        default: insertable = false
+        }
+        guard insertable else {
+            args.src[i].flags.remove(.migrate)
+            return
+        }
+        pageTable.setPTE(addr, newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
+                         : .present(newPage, writable: writable))
+    }
+
     private func ptl_clearRangeForInsert(_ haddr: UInt64) {
         if pageTable.pmd(haddr) != nil { pageTable.setPMD(haddr, nil) }
     }

@@ -28,6 +28,48 @@ struct MMUNotifierRange {
     let owner: AnyObject?
     /// mmu_notifier_range_blockable().
     var blockable: Bool = true
+    /// The range's identity (the kernel passes the same struct's address to start and end).
+    var id: Int = 0
+}
+
+/// struct mmu_notifier and its ops: a subscription to every invalidation of the
+/// mm (the hlist), the way drivers mirrored before interval notifiers. Since
+/// c2655835fd8c a notifier whose start may fail has no end.
+///
+/// `@unchecked Sendable`: only the running task touches it.
+final class MMUNotifier: @unchecked Sendable {
+    let name: String
+    /// ops->invalidate_range_start: false is -EAGAIN (allowed only when the range is not blockable).
+    let start: (MMUNotifierRange) -> Bool
+    /// ops->invalidate_range_end, if the notifier has one.
+    let end: ((MMUNotifierRange) -> Void)?
+    /// What the driver still maps in a range (the stale-mapping check), if it maps anything.
+    let mappings: ((UInt64, UInt64) -> [UInt64])?
+    /// Ranges whose start succeeded and whose end has not come (the pairing checker).
+    fileprivate var started: [(id: Int, start: UInt64, end: UInt64, event: MMUNotifyEvent)] = []
+
+    init(name: String, mappings: ((UInt64, UInt64) -> [UInt64])? = nil,
+         start: @escaping (MMUNotifierRange) -> Bool, end: ((MMUNotifierRange) -> Void)?) {
+        self.name = name
+        self.mappings = mappings
+        self.start = start
+        self.end = end
+    }
+}
+
+/// One invalidation as the self-invalidation checker reports it: who started it,
+/// for what event, on behalf of which owner.
+struct InvalidationCause: CustomStringConvertible {
+    let task: Int
+    let taskName: String
+    let event: MMUNotifyEvent
+    let owner: String?
+    let site: StaticString
+
+    var description: String {
+        "MMU_NOTIFY_\(event.rawValue)" + (owner.map { " owner \($0)" } ?? " (no owner)")
+            + " from \(site) by task \(task) (\(taskName))"
+    }
 }
 
 /// struct mmu_interval_notifier.
@@ -53,6 +95,23 @@ final class MMUIntervalNotifier: @unchecked Sendable {
         let task: Int
         var seq: UInt64
         var validated: Bool
+        /// The invalidations of this notifier since the read began (the last few).
+        var causes: [InvalidationCause] = []
+    }
+
+    /// Remembers an invalidation against every read in progress.
+    fileprivate func note(_ cause: InvalidationCause) {
+        for i in reads.indices {
+            if reads[i].causes.count == 8 { reads[i].causes.removeFirst() }
+            reads[i].causes.append(cause)
+        }
+    }
+
+    /// The invalidations of this notifier since the running task's read_begin: what
+    /// made its sequence move (the self-invalidation checker reads them).
+    func invalidationsSinceReadBegin() -> [InvalidationCause] {
+        let task = mm.kernel.scheduler.current.id
+        return reads.first { $0.task == task }?.causes ?? []
     }
 
     init(mm: MMStruct, start: UInt64, length: UInt64, owner: AnyObject? = nil,
@@ -74,6 +133,7 @@ final class MMUIntervalNotifier: @unchecked Sendable {
         if let index = reads.firstIndex(where: { $0.task == task }) {
             reads[index].seq = seq
             reads[index].validated = false
+            reads[index].causes.removeAll(keepingCapacity: true)
         } else {
             reads.append(Read(task: task, seq: seq, validated: false))
         }
@@ -122,12 +182,19 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
     /// subscriptions->wq: read_begin and remove wait here for an invalidation to end.
     private let waitQueue: WaitQueue
     private var notifiers: [MMUIntervalNotifier] = []
+    /// subscriptions->list: the plain notifiers, newest first (hlist_add_head_rcu()).
+    private var plain: [MMUNotifier] = []
+    private var nextRangeID = 1
+    /// subscriptions->has_itree: set by the first interval notifier, never cleared. Without
+    /// it, invalidations leave the interval sequence alone.
+    private var hasItree = false
     /// invalidate_seq.
     private var sequence: UInt64 = 2
     /// active_invalidate_ranges.
     private var activeInvalidations = 0
     /// The ranges started and not yet ended.
-    private var openRanges: [(start: UInt64, end: UInt64, event: MMUNotifyEvent)] = []
+    /// `itree`: the start counted in the interval sequence (there were interval notifiers).
+    private var openRanges: [(id: Int, start: UInt64, end: UInt64, event: MMUNotifyEvent, itree: Bool)] = []
 
     init(_ scheduler: Scheduler) {
         lock = KernelLock(scheduler, .subscriptions)
@@ -140,10 +207,24 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
     /// mmu_interval_notifier_insert().
     func insert(_ notifier: MMUIntervalNotifier) {
         lock.withLock {
+            hasItree = true
             // Inserted during an invalidation, it must not wait for it in read_begin.
             notifier.invalidateSeq = isInvalidating ? sequence - 1 : sequence
             notifiers.append(notifier)
         }
+    }
+
+    /// mmu_notifier_register().
+    func register(_ notifier: MMUNotifier) {
+        lock.withLock { plain.insert(notifier, at: 0) }
+    }
+
+    /// mmu_notifier_unregister() (its synchronize_srcu() is implied: only the running task runs).
+    /// An invalidation in flight may end after it: the notifier then gets no end, which
+    /// is the kernel's contract, not a pairing fault.
+    func unregister(_ notifier: MMUNotifier) {
+        lock.withLock { plain.removeAll { $0 === notifier } }
+        notifier.started.removeAll()
     }
 
     /// mmu_interval_notifier_remove(): waits out an invalidation of the notifier in flight.
@@ -176,18 +257,24 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
     }
 
     /// mmu_notifier_invalidate_range_start(), or its non-blocking form (the OOM
-    /// reaper's): calls each overlapping notifier's invalidate. Nil when every
-    /// notifier agreed; -EAGAIN when a non-blockable one could not. The caller must
-    /// then call `invalidateRangeEnd` exactly once for a start that succeeded.
+    /// reaper's): the interval notifiers first (mn_itree_invalidate()), then the
+    /// plain ones (mn_hlist_invalidate_range_start()). Nil when every notifier
+    /// agreed: the caller must then call `invalidateRangeEnd` exactly once. -EAGAIN
+    /// when a non-blockable one refused: the caller must not call it.
     @discardableResult
-    func invalidateRangeStart(_ range: MMUNotifierRange, _ site: StaticString = #function) -> Errno? {
+    func invalidateRangeStart(_ range: inout MMUNotifierRange, _ site: StaticString = #function) -> Errno? {
         scheduler.point(site)
         lock.lock()
-        activeInvalidations += 1
+        range.id = nextRangeID
+        nextRangeID += 1
+        // mn_itree_inv_start_range()
+        let itree = hasItree
+        if itree { activeInvalidations += 1 }
         let targets = notifiers.filter { $0.start < range.end && range.start < $0.end }
         if !targets.isEmpty { sequence |= 1 }
         let cur = sequence
-        openRanges.append((range.start, range.end, range.event))
+        let subscribers = plain
+        openRanges.append((range.id, range.start, range.end, range.event, itree))
         lock.unlock()
         let task = scheduler.running
         // might_sleep(), then the callbacks inside the invalidate_range_start lockdep map.
@@ -195,39 +282,106 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
         let map = scheduler.invalidateMap
         map.acquireMap(site)
         defer { map.releaseMap() }
+        let cause = InvalidationCause(task: task.id, taskName: task.name, event: range.event,
+                                      owner: range.owner.map { ($0 as? CustomStringConvertible)?.description ?? "\(type(of: $0))" },
+                                      site: site)
         for notifier in targets {
+            notifier.note(cause)
             guard notifier.invalidate(notifier, range, cur) else {
-                // mn_itree_invalidate(): a non-blockable callback said no; the fixed mm
-                // (c2655835fd8c) ends what it started, the older one leaves it open.
-                if !range.mm.kernel.has(.nonblockStartSkipsEnd) { invalidateRangeEnd(range, site) }
+                if range.blockable { warn("an interval notifier's invalidate failed in a blockable context at \(site)") }
+                // On -EAGAIN the caller may not call _end: mn_itree_inv_end() here.
+                refused(range)
+                endInterval()
                 return .EAGAIN
             }
-            checkNothingLeft(notifier, range)
+            checkNothingLeft(notifier.mappings, range, ignoring: notifier.owner)
         }
-        return nil
+        guard !subscribers.isEmpty else { return nil }
+        var failed = false
+        for notifier in subscribers {
+            if notifier.start(range) {
+                // Only a notifier with an end expects one.
+                if notifier.end != nil { notifier.started.append((range.id, range.start, range.end, range.event)) }
+                checkNothingLeft(notifier.mappings, range, ignoring: nil)
+                continue
+            }
+            if range.blockable { warn("\(notifier.name)'s invalidate_range_start failed in a blockable context") }
+            if notifier.end != nil {
+                warn("\(notifier.name)'s invalidate_range_start failed but it has an invalidate_range_end, "
+                     + "which cannot know whether its start ran")
+            }
+            failed = true
+        }
+        guard failed else { return nil }
+        // The caller skips _end. Since c2655835fd8c every notifier with an end gets it now,
+        // as the ones whose start succeeded expect; before, they were left started.
+        if !range.mm.kernel.has(.nonblockStartSkipsEnd) {
+            for notifier in subscribers {
+                guard let end = notifier.end else { continue }
+                end(range)
+                notifier.started.removeAll { $0.id == range.id }
+            }
+        } else {
+            for notifier in subscribers where notifier.started.contains(where: { $0.id == range.id }) {
+                scheduler.reports.add(.unpairedInvalidation, """
+                    \(notifier.name): its invalidate_range_start of [0x\(String(range.start, radix: 16)), \
+                    0x\(String(range.end, radix: 16))) (\(range.event.rawValue)) succeeded, another notifier refused \
+                    (-EAGAIN), and no _end will follow: the caller of a failed start may not end it, and the mm did not
+                    """)
+            }
+        }
+        // The interval part is not ended on this path (mn_hlist_invalidate_range_start()
+        // returns after mn_itree_invalidate() succeeded): it stays in flight.
+        refused(range)
+        return .EAGAIN
     }
 
     /// mmu_notifier_invalidate_range_end().
     func invalidateRangeEnd(_ range: MMUNotifierRange, _ site: StaticString = #function) {
         lock.lock()
-        if let index = openRanges.firstIndex(where: { $0.start == range.start && $0.end == range.end && $0.event == range.event }) {
-            openRanges.remove(at: index)
+        var itree = false
+        if let index = openRanges.firstIndex(where: { $0.id == range.id }) {
+            itree = openRanges.remove(at: index).itree
         } else {
-            scheduler.reports.add(.unpairedInvalidation, "invalidate_range_end at \(site) for [0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16))) that no start began")
+            scheduler.reports.add(.unpairedInvalidation, "invalidate_range_end at \(site) for [0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16))) that no successful start began")
         }
+        let subscribers = plain
+        lock.unlock()
+        if itree { endInterval() }
+        // mn_hlist_invalidate_end()
+        for notifier in subscribers {
+            guard let end = notifier.end else { continue }
+            end(range)
+            notifier.started.removeAll { $0.id == range.id }
+        }
+        scheduler.point(site)
+    }
+
+    /// mn_itree_inv_end(): the last range to end makes the sequence even and wakes the waiters.
+    private func endInterval() {
+        lock.lock()
         activeInvalidations -= 1
         let ended = activeInvalidations == 0 && isInvalidating
         if ended { sequence += 1 }
         lock.unlock()
         if ended { waitQueue.wakeAll() }
-        scheduler.point(site)
+    }
+
+    /// A start that returned -EAGAIN: its caller will not end it.
+    private func refused(_ range: MMUNotifierRange) {
+        lock.withLock { openRanges.removeAll { $0.id == range.id } }
+    }
+
+    private func warn(_ text: String) {
+        scheduler.reports.add(.notifierWarning, "WARNING: mm/mmu_notifier.c: " + text)
     }
 
     /// After a notifier's invalidate returned, its driver must map nothing in the
     /// range, unless the notifier ignored a migration its own driver started.
-    private func checkNothingLeft(_ notifier: MMUIntervalNotifier, _ range: MMUNotifierRange) {
-        guard let mappings = notifier.mappings else { return }
-        if range.event == .migrate, let owner = notifier.owner, range.owner === owner { return }
+    private func checkNothingLeft(_ mappings: ((UInt64, UInt64) -> [UInt64])?, _ range: MMUNotifierRange,
+                                  ignoring owner: AnyObject?) {
+        guard let mappings else { return }
+        if range.event == .migrate, let owner, range.owner === owner { return }
         let left = mappings(range.start, range.end)
         guard let first = left.first else { return }
         scheduler.reports.add(.staleMapping, """
@@ -238,15 +392,21 @@ final class MMUNotifierSubscriptions: @unchecked Sendable {
 
     var isEmpty: Bool { lock.withLock { notifiers.isEmpty } }
 
-    /// Invalidations between their start and end right now.
-    var invalidationsInFlight: Int { activeInvalidations }
-
     /// The protocol's state when nothing should be in flight: each violation, one line.
     func quiescentViolations() -> [String] {
         var problems: [String] = []
         for open in openRanges {
             problems.append("invalidate_range_start of [0x\(String(open.start, radix: 16)), 0x\(String(open.end, radix: 16))) "
                             + "(\(open.event.rawValue)) was never ended")
+        }
+        for notifier in plain {
+            for open in notifier.started {
+                problems.append("\(notifier.name): its invalidate_range_start of [0x\(String(open.start, radix: 16)), "
+                                + "0x\(String(open.end, radix: 16))) (\(open.event.rawValue)) succeeded and no _end followed")
+            }
+        }
+        if activeInvalidations > 0 {
+            problems.append("\(activeInvalidations) interval invalidation(s) started and not ended (the invalidate sequence stays odd)")
         }
         if activeInvalidations == 0 && isInvalidating {
             problems.append("the invalidate sequence is odd (\(sequence)) with no invalidation in flight")
@@ -259,8 +419,8 @@ extension MMStruct {
     /// invalidate_range_start/end around `body`, as the kernel brackets a page table change.
     func withInvalidation<T>(_ event: MMUNotifyEvent, _ start: UInt64, _ end: UInt64, owner: AnyObject? = nil,
                              site: StaticString = #function, _ body: () throws -> T) rethrows -> T {
-        let range = MMUNotifierRange(mm: self, start: start, end: end, event: event, owner: owner)
-        notifierSubscriptions.invalidateRangeStart(range, site)
+        var range = MMUNotifierRange(mm: self, start: start, end: end, event: event, owner: owner)
+        notifierSubscriptions.invalidateRangeStart(&range, site)
         defer { notifierSubscriptions.invalidateRangeEnd(range, site) }
         return try body()
     }

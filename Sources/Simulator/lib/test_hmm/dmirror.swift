@@ -22,7 +22,10 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     let mdevice: DmirrorDevice
     /// dmirror->notifier.mm
     let mm: MMStruct
+    /// Nil only in the plain-notifier variant, whose paths never use it.
     private(set) var notifier: MMUIntervalNotifier!
+    /// The plain-notifier variant's mirror, instead of the interval notifier.
+    private(set) var plain: PlainNotifierMirror?
     let mutex: KernelLock
     /// dmirror->pt: keyed by virtual PFN. Under `mutex`.
     var pt: [UInt64: DmirrorPTEntry] = [:]
@@ -41,12 +44,19 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
         self.mm = process.mm
         self.owner = process
         mutex = KernelLock(process.kernel.scheduler, .dmirrorMutex)
+        mm.kernel.register(self)
+        if mm.kernel.has(.plainNotifierDeviceLock) {
+            plain = PlainNotifierMirror(self)
+            return
+        }
         let pageMask = ~UInt64(mm.pageSize - 1)
-        notifier = MMUIntervalNotifier(mm: mm, start: 0, length: UInt64.max & pageMask) { [unowned self] n, range, seq in
+        notifier = MMUIntervalNotifier(
+            mm: mm, start: 0, length: UInt64.max & pageMask, owner: mdevice,
+            mappings: { [unowned self] start, end in self.mappedAddresses(start, end) }
+        ) { [unowned self] n, range, seq in
             self.intervalInvalidate(n, range, seq)
         }
         mm.notifierSubscriptions.insert(notifier)
-        mm.kernel.register(self)
     }
 
     // MARK: The notifier
@@ -55,7 +65,8 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     /// themselves; any other invalidation erases the range under the mutex
     /// (trylock when the caller cannot sleep) and bumps the sequence.
     private func intervalInvalidate(_ mni: MMUIntervalNotifier, _ range: MMUNotifierRange, _ curSeq: UInt64) -> Bool {
-        if range.event == .migrate && range.owner === mdevice { return true }
+        // The owner filter; the no-owner-filter variant acts on its own migrations too.
+        if range.event == .migrate && range.owner === mdevice && !mm.kernel.has(.noOwnerFilter) { return true }
         if range.blockable { mutex.lock() } else if !mutex.tryLock() { return false }
         defer { mutex.unlock() }
         mni.setSeq(curSeq)
@@ -78,6 +89,22 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
             }
         }
     }
+
+    /// The addresses in [start, end) that `pt` maps (the notifier checker's question).
+    /// Read without the mutex: a checker's look takes no scheduling point, and only
+    /// the running task touches `pt`.
+    func mappedAddresses(_ start: UInt64, _ end: UInt64) -> [UInt64] {
+        let first = start >> pageShift
+        let last = (end &- 1) >> pageShift
+        // Probe the range when it is smaller than the table, as dmirror_do_update() walks it.
+        if last &- first < UInt64(pt.count) {
+            return (first...last).filter { pt[$0] != nil }.map { $0 << pageShift }
+        }
+        return pt.keys.filter { $0 >= first && $0 <= last }.sorted().map { $0 << pageShift }
+    }
+
+    /// dmirror_do_update() for a plain notifier's [start, end). Caller holds `mutex`.
+    func erase(_ start: UInt64, _ end: UInt64) { doUpdate(start, end &- 1) }
 
     /// xa_erase() of `pages` entries from `addr` (dmirror_devmem_fault_alloc_and_copy).
     func erase(_ addr: UInt64, pages: Int) {
@@ -102,7 +129,7 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     func close() throws(Errno) {
         guard !released else { throw .EBADF }
         released = true
-        mm.notifierSubscriptions.remove(notifier)
+        if let plain { plain.unregister(mm) } else { mm.notifierSubscriptions.remove(notifier) }
         for chunk in mdevice.devmemLock.withLock({ mdevice.chunks }) {
             mdevice.evictChunk(chunk)
         }

@@ -74,9 +74,11 @@ struct DevmemFreeList {
 ///
 /// `@unchecked Sendable`: `devmemLock` protects `chunks`; `lock` (the
 /// driver's spinlock) protects the free lists and counters.
-final class DmirrorDevice: DevPagemapOps, @unchecked Sendable {
+final class DmirrorDevice: DevPagemapOps, CustomStringConvertible, @unchecked Sendable {
     unowned let kernel: SimKernel
     let minor: Int
+    /// How reports name the device (and its pgmap owner).
+    var description: String { "hmm_dmirror\(minor)" }
     let zoneDeviceType: MemoryType
     let devmemLock: KernelLock
     let lock: KernelLock

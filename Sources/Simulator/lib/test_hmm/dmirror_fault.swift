@@ -11,54 +11,103 @@ extension Dmirror {
         /// hmm_range_fault() under mmap_read_lock, retried on -EBUSY until the
         /// deadline (HMM_RANGE_DEFAULT_TIMEOUT): dmirror_range_fault(), dmirror_range_snapshot().
         case locked(deadline: Int)
+        /// hmm_range_fault() with mmap_lock held by the caller for the whole
+        /// operation (the migrate-on-fault handler), retried until the deadline.
+        case callerLocked(deadline: Int)
         /// hmm_range_fault_unlocked_timeout(range, timeout), which takes mmap_lock
         /// itself and lets the fault drop it: dmirror_range_fault_unlocked().
         case unlocked(timeoutMilliseconds: Int)
     }
 
+    /// Consecutive retries a walk may take for invalidations its own task caused
+    /// before the checker calls it a self-invalidation livelock and ends the run. A COW
+    /// break in hmm_range_fault() costs one; the bound leaves room for a few honest ones.
+    static let selfInvalidationBound = 16
+
     /// The notifier-sequence retry of lib/test_hmm.c, written once for
-    /// dmirror_range_fault(), dmirror_range_fault_unlocked() and
-    /// dmirror_range_snapshot(): walk the range after mmu_interval_read_begin(),
-    /// take the driver's mutex, and commit the result only if
-    /// mmu_interval_read_retry() says no invalidation ran in between;
-    /// otherwise walk again.
+    /// dmirror_range_fault(), dmirror_range_fault_unlocked(),
+    /// dmirror_range_snapshot() and the migrate-on-fault handler: walk the range
+    /// after mmu_interval_read_begin(), take the driver's mutex, and commit the
+    /// result only if mmu_interval_read_retry() says no invalidation ran in
+    /// between; otherwise walk again. A migrating walk's pages are moved
+    /// (migrate_vma_pages()) before the check and finalized after the mutex,
+    /// whether they were mapped or the walk is retried.
     func mirrorRange(_ range: HMMRange, _ walk: RangeWalk, commit: (HMMRange) -> Errno?) -> Errno? {
+        var selfCaused = 0
         while true {
             switch walk {
-            case .locked(let deadline):
+            case .locked(let deadline), .callerLocked(let deadline):
                 if mm.kernel.milliseconds > deadline { return .EBUSY }
                 range.notifierSeq = range.notifier.readBegin()
-                mm.mmapLock.readLock()
+                if case .locked = walk { mm.mmapLock.readLock() }
                 let ret = mm.hmmRangeFault(range)
-                mm.mmapLock.readUnlock()
+                if case .locked = walk { mm.mmapLock.readUnlock() }
                 if let ret {
-                    if ret == .EBUSY { continue }
+                    if ret == .EBUSY {
+                        noteRetry(range, &selfCaused)
+                        continue
+                    }
                     return ret
                 }
             case .unlocked(let timeout):
                 if let ret = mm.hmmRangeFaultUnlockedTimeout(range, timeoutMilliseconds: timeout) { return ret }
             }
+            if let args = range.migrate {
+                migrateAllocAndCopy(args)
+                mm.migrateVMAPages(args)
+            }
             mutex.lock()
-            if range.notifier.readRetry(range.notifierSeq) {
+            // The no-read-retry variant commits whatever the walk saw.
+            if !mm.kernel.has(.noReadRetry) && range.notifier.readRetry(range.notifierSeq) {
                 mutex.unlock()
+                if let args = range.migrate { mm.migrateVMAFinalize(args) }
+                noteRetry(range, &selfCaused)
                 continue
             }
-            defer { mutex.unlock() }
-            return commit(range)
+            let ret = commit(range)
+            mutex.unlock()
+            if let args = range.migrate { mm.migrateVMAFinalize(args) }
+            return ret
         }
     }
 
+    /// A walk is retried: bound the retries (the scheduler's livelock check), and
+    /// count those that only the faulting task's own invalidations caused.
+    private func noteRetry(_ range: HMMRange, _ selfCaused: inout Int) {
+        let causes = range.notifier.invalidationsSinceReadBegin()
+        let task = mm.kernel.scheduler.current
+        if !causes.isEmpty && causes.allSatisfy({ $0.task == task.id }) {
+            selfCaused += 1
+        } else {
+            selfCaused = 0
+        }
+        if selfCaused == Dmirror.selfInvalidationBound {
+            let lines = causes.map { "  \($0)" }
+            let report = ([
+                "self-invalidation livelock: \(task.description) retried hmm_range_fault() on "
+                    + "[0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16))) "
+                    + "\(selfCaused) times in a row, each time for invalidations it caused itself:",
+            ] + lines).joined(separator: "\n")
+            mm.kernel.checkers.add(.selfInvalidation, report)
+            // Nothing else can end the loop (the kernel's would give -EBUSY a second later, or
+            // never for READ_UNLOCKED): the report is final, as a deadlock's is.
+            mm.kernel.scheduler.livelocked(report)
+        }
+        mm.kernel.scheduler.retried("the notifier-sequence retry of [0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16)))")
+    }
+
     /// The hmm_range of a device fault window, or of a snapshot window (no faulting).
-    func makeRange(_ start: UInt64, _ end: UInt64, write: Bool, fault: Bool = true,
+    func makeRange(_ start: UInt64, _ end: UInt64, write: Bool, fault: Bool = true, migrate: Bool = false,
                    notifier: MMUIntervalNotifier? = nil) -> HMMRange {
         HMMRange(notifier: notifier ?? self.notifier, start: start, end: end, pageShift: mm.pageShift,
-                 requestFault: fault, requestWrite: write, devPrivateOwner: mdevice)
+                 requestFault: fault, requestWrite: write, devPrivateOwner: mdevice, requestMigrate: migrate)
     }
 
     /// dmirror_fault() / dmirror_fault_unlocked(): 32-page windows over [start, end),
     /// each mirrored into `pt` by dmirror_do_fault().
     func fault(_ start: UInt64, _ end: UInt64, write: Bool, unlocked: Bool) -> Errno? {
-        withMM(orElse: .EFAULT) {
+        if let plain { return plainFault(plain, start, end, write: write) }
+        return withMM(orElse: .EFAULT) {
             var addr = start
             while addr < end {
                 let next = min(addr + UInt64(32 * pageSize), end)
@@ -74,6 +123,7 @@ extension Dmirror {
 
     /// dmirror_do_fault(): store the faulted pages in pt. Caller holds `mutex`.
     func doFault(_ range: HMMRange) -> Errno? {
+        range.notifier.willCommit(range.notifierSeq, under: mutex)
         var pfn = range.start >> pageShift
         for hmm in range.hmmPfns {
             guard let page = hmm.page, hmm.flags.contains(.valid) else { return .EFAULT }

@@ -33,6 +33,10 @@ extension Dmirror {
             mutex.withLock { flags = cmd.npages }
             error = nil
         case .readUnlocked: error = readUnlocked(&cmd)
+        case .migrateOnFaultToDevice:
+            // Only the migrate-on-fault variants carry the proposed handler; the rest is the switch's default.
+            let proposed = (mm.kernel.has(.migrateOnFault) || mm.kernel.has(.migrateOnFaultNestedLock)) && plain == nil
+            error = proposed ? migrateOnFaultToDevice(&cmd) : .EINVAL
         }
         if let error { return .failure(error) }
         cmdIn = cmd

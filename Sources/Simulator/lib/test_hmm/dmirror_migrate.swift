@@ -14,6 +14,10 @@ extension Dmirror {
         let migrated = withMM(orElse: .EINVAL) { () -> Errno? in
             mm.mmapLock.readLock()
             defer { mm.mmapLock.readUnlock() }
+            // The plain-notifier driver holds its device lock across the migration to keep the
+            // page tables from being downgraded under it; the setup's invalidation takes it too.
+            plain?.deviceLock.lock()
+            defer { plain?.deviceLock.unlock() }
             return forEachWindow(start, end) { vma, addr, next in
                 let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
                                       flags: [.system, .compound])
@@ -32,7 +36,7 @@ extension Dmirror {
 
     /// The migration loop's windows: at most PTRS_PER_PTE pages, never past the VMA
     /// (no VMA, or no VM_READ: -EINVAL). Caller holds mmap_lock.
-    private func forEachWindow(_ start: UInt64, _ end: UInt64,
+    func forEachWindow(_ start: UInt64, _ end: UInt64,
                                _ body: (VMArea, UInt64, UInt64) -> Errno?) -> Errno? {
         var addr = start
         while addr < end {
@@ -96,7 +100,12 @@ extension Dmirror {
 
     /// dmirror_migrate_finalize_and_map(): store the backing pages in pt.
     func finalizeAndMap(_ args: MigrateVMA) {
-        mutex.withLock {
+        mutex.withLock { mapMigrated(args) }
+    }
+
+    /// The body of dmirror_migrate_finalize_and_map(). Caller holds `mutex`.
+    func mapMigrated(_ args: MigrateVMA) {
+        do {
             let startPfn = args.start >> pageShift
             for i in 0..<args.npages {
                 guard args.src[i].flags.contains(.migrate), let dpage = args.dst[i].page else { continue }
