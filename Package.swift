@@ -18,6 +18,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // Tests only: property-based generation and shrinking inside swift-testing (it imports Testing,
+        // and its shrinker runs only inside propertyCheck, so the dmirror executable does not use it).
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // C: the ABI header (struct, request numbers, snapshot bytes, UAPI values) and the calls Swift cannot make.
@@ -43,6 +46,9 @@ let package = Package(
         .target(name: "Harness", dependencies: ["ABI", "MachineInterface", "Syscalls", system]),
         // The ported hmm-tests cases, their buffers, the kernel findings.
         .target(name: "Suite", dependencies: ["ABI", "MachineInterface", "Harness"]),
+        // Scenarios: the language (parser, printer), the runner over any Machine with its shadow model
+        // and invariant checks, the random generator behind `fuzz`, and the shrinker.
+        .target(name: "Scenario", dependencies: ["ABI", "MachineInterface", "Harness"]),
         // Concurrent scenarios and schedule exploration: random and bounded-preemption schedules,
         // each in a process of its own; distinct outcomes and the checkers' reports.
         .target(name: "Explore", dependencies: ["ABI", "MachineInterface", "Syscalls", "Harness", system]),
@@ -50,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Explore",
+                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario", "Explore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"
@@ -58,8 +64,10 @@ let package = Package(
         .testTarget(
             name: "DmirrorTests",
             // dmirror: the tests spawn the built executable (a build-order dependency, not imported).
-            dependencies: ["dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Explore",
-                           system],
+            dependencies: [
+                "dmirror", "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario",
+                "Explore", system, .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             path: "Tests/DmirrorTests"
         ),
     ],

@@ -1,0 +1,127 @@
+import ABI
+import ArgumentParser
+import Harness
+import Linux
+import Scenario
+import Syscalls
+
+/// `dmirror scenario FILE...|-`: scenario files, each in its own process, one result line per operation.
+struct ScenarioCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenario",
+        abstract: "Run scenario files (docs/scenarios.md): one result line per operation.",
+        discussion: """
+            Every file is parsed before anything runs; a malformed line is one error naming \
+            file:line:column, and exit 1. Each scenario runs in its own process with a fresh machine, \
+            so a CPU access the kernel answers with SIGSEGV or SIGBUS ends that scenario with that \
+            result line and the next one runs. On the simulator the shadow model and the kernel's \
+            invariants are checked after every operation (! lines). Exit status: 0 if every scenario \
+            passed (its expect lines held and no invariant broke), 1 otherwise, 4 if the backend cannot run. \
+            Scenarios that open no device run on --backend kernel without test_hmm. \
+            Example: dmirror scenario --backend sim Tests/Scenarios/*.scn
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Scenario files; - reads one from standard input.", valueName: "FILE"))
+    var files: [String]
+
+    @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 is test_hmm's and opens, else the simulator.")
+    var backend: BackendChoice = .auto
+
+    @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
+    var abi: ABIGeneration?
+
+    @Option(help: "text (result lines) or jsonl (one JSON object per scenario).")
+    var format: ScenarioFormat = .text
+
+    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
+            help: ArgumentHelp("Scenarios at once (default: 1 on the kernel, the number of CPUs on the simulator).",
+                               valueName: "N"))
+    var jobs: Int?
+
+    @Flag(name: .customLong("no-checks"), help: "Do not check the shadow model and invariants (simulator).")
+    var noChecks = false
+
+    @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
+
+    func validate() throws {
+        if files.isEmpty { throw ValidationError("name at least one scenario file (or - for standard input)") }
+        if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("- (standard input) can be given once") }
+        if backend == .kernel && simulator.given {
+            throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
+        }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
+    }
+
+    func run() throws {
+        // Every file is read and checked before anything runs.
+        var scenarios: [Scenario] = []
+        var errors: [ScenarioError] = []
+        for file in files {
+            do throws(ScenarioError) {
+                scenarios.append(try ScenarioInput.load(file))
+            } catch {
+                errors.append(error)
+            }
+        }
+        if !errors.isEmpty {
+            for error in errors.dropLast() { StandardError.line("dmirror: \(error)") }
+            throw refuse(errors.last!.description, exit: KSFTExit.fail)
+        }
+        let usesDevices = scenarios.contains { ScenarioFacts.opensDevice($0.statements) }
+        let resolved = try ScenarioBackend.resolve(backend, abi: abi, simulator: simulator, needsDriver: usesDevices)
+        if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
+        let options = ScenarioRunOptions(checks: !noChecks,
+                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
+                                         prepareProcess: quietFaults)
+        let cases = scenarios.map { ScenarioCase.make($0, name: $0.name, options: options, emit: scenarioEmit) }
+        let reporter = ScenarioReporter(format: format, scenarios: scenarios)
+        let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
+        CaseLauncher.forwardInterrupts()
+        SuiteRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), reporter: reporter, jobs: workers)
+            .run(RunPlan(cases: cases), backend: resolved.info)
+        if let failure = reporter.sink.failure {
+            throw refuse("the report could not be written to \(failure.stream == 1 ? "stdout" : "stderr"): "
+                         + "\(failure.errno.named); it is incomplete", exit: KSFTExit.fail)
+        }
+        throw ExitCode(reporter.failed == 0 ? KSFTExit.pass : KSFTExit.fail)
+    }
+}
+
+/// The backend of `scenario` and `fuzz`: as `run` resolves it, except that
+/// scenarios that open no device run on the real kernel without test_hmm.
+enum ScenarioBackend {
+    static func resolve(_ choice: BackendChoice, abi: ABIGeneration?, simulator: SimulatorOptions,
+                        needsDriver: Bool) throws -> ResolvedBackend {
+        if choice == .kernel && !needsDriver {
+            let release = Sys.kernelRelease()
+            let generation = abi ?? ABIGeneration(kernelRelease: release) ?? .newest
+            return ResolvedBackend(backend: .kernel, abi: generation,
+                                   info: BackendInfo(name: Backend.kernel.rawValue,
+                                                     detail: "Linux \(release), mm only (no device opened)",
+                                                     abi: generation.rawValue))
+        }
+        return try BackendResolver.resolve(choice, abi: abi, simulated: simulator.simulated)
+    }
+}
+
+/// What a scenario needs, read from its statements.
+enum ScenarioFacts {
+    /// Statements, fork bodies included.
+    static func count(_ statements: [Statement]) -> Int {
+        statements.reduce(0) { total, s in
+            if case .fork(let body) = s.operation { return total + 1 + count(body) }
+            return total + 1
+        }
+    }
+
+    static func opensDevice(_ statements: [Statement]) -> Bool {
+        statements.contains { statement in
+            switch statement.operation {
+            case .open: true
+            case .fork(let body): opensDevice(body)
+            default: false
+            }
+        }
+    }
+}
