@@ -34,10 +34,14 @@ struct ResolvedBackend {
 
     /// The machine each case process builds: this process on the real kernel,
     /// or a process of a fresh simulated kernel.
+    /// The kernel's walk kprobes are installed and read (`--count-walks`).
+    var countsWalks = false
+
     var makeMachine: @Sendable () -> any Machine {
         let abi = self.abi
+        let countsWalks = self.countsWalks
         switch backend {
-        case .kernel: return { LinuxMachine(abi: abi) }
+        case .kernel: return { LinuxMachine(abi: abi, countsWalks: countsWalks) }
         case .simulator:
             let configuration = simulated
             return { SimKernel(configuration: configuration).spawnProcess() }

@@ -1,6 +1,7 @@
 import ABI
 import ArgumentParser
 import Harness
+import Linux
 import Suite
 import Syscalls
 #if canImport(Glibc)
@@ -53,6 +54,11 @@ struct Run: ParsableCommand {
           help: "Write BEGIN/END lines for each case to /dev/kmsg (root), so kernel splats can be attributed to cases.")
     var kmsgMarkers = false
 
+    @Flag(name: .customLong("count-walks"),
+          help: ArgumentHelp("With --trace on the kernel: install kprobes on walk_page_range() and walk_page_range_vma() "
+              + "(root, CONFIG_KPROBE_EVENTS) and record each command's page-table walks (the simulator always counts its own)."))
+    var countWalks = false
+
     @OptionGroup var selection: Selection
 
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
@@ -68,7 +74,15 @@ struct Run: ParsableCommand {
         // Everything that can be refused is refused before a case runs, arguments before the driver is probed.
         if backend == .kernel, let jobs, jobs > 1 { throw refuse(Self.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
         let plan = try selection.plan(Run.self, Arguments.of(subcommand: "run")) { $0.selection }
-        let resolved = try BackendResolver.resolve(backend, abi: abi, simulated: simulator.simulated)
+        var resolved = try BackendResolver.resolve(backend, abi: abi, simulated: simulator.simulated)
+        if countWalks && resolved.backend == .kernel {
+            do {
+                try WalkProbes.install()
+            } catch {
+                throw refuse(error.description, exit: KSFTExit.fail)
+            }
+            resolved.countsWalks = true
+        }
         // auto may have picked the kernel.
         if resolved.backend == .kernel, let jobs, jobs > 1 {
             throw refuse(Self.kernelJobsProblem(jobs), exit: KSFTExit.fail)

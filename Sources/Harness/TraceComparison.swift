@@ -119,7 +119,7 @@ public enum TraceComparison {
             let l = try left.nextSignificant()
             let r = try right.nextSignificant()
             if l == nil && r == nil { return .same }
-            if l?.text != r?.text {
+            if !sameLine(l?.text, r?.text) {
                 return .differs(lineA: l?.number ?? left.lineNumber + 1, textA: l.map { display($0.text) },
                                 lineB: r?.number ?? right.lineNumber + 1, textB: r.map { display($0.text) })
             }
@@ -136,11 +136,28 @@ public enum TraceComparison {
         for index in 0..<max(left.count, right.count) {
             let l = index < left.count ? left[index] : nil
             let r = index < right.count ? right[index] : nil
-            if l?.1 != r?.1 {
+            if !sameLine(l?.1, r?.1) {
                 return .differs(lineA: l?.0 ?? a.count + 1, textA: l?.1, lineB: r?.0 ?? b.count + 1, textB: r?.1)
             }
         }
         return .same
+    }
+
+    /// Two trace lines agree. A walk count (` walks=N`, appended last) is compared only
+    /// when both sides counted walks: a kernel without dmirror's kprobes records none.
+    static func sameLine(_ a: String?, _ b: String?) -> Bool {
+        guard let a, let b else { return a == b }
+        if a == b { return true }
+        let (strippedA, countedA) = withoutWalks(a)
+        let (strippedB, countedB) = withoutWalks(b)
+        return countedA != countedB && strippedA == strippedB
+    }
+
+    private static func withoutWalks(_ line: String) -> (String, Bool) {
+        guard let space = line.lastIndex(of: " ") else { return (line, false) }
+        let last = line[line.index(after: space)...]
+        guard last.hasPrefix("walks="), last.count > 6, last.dropFirst(6).allSatisfy(\.isNumber) else { return (line, false) }
+        return (String(line[..<space]), true)
     }
 
     /// A line as a report shows it: at most 200 characters.

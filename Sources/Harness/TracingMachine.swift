@@ -11,7 +11,12 @@ public final class TracingDmirrorFile: DmirrorFile {
     /// The logical process that opened the file (used unless the calling thread runs a forked child).
     let opener: Int
 
-    init(base: any DmirrorFile, abi: ABIGeneration, pageSize: Int, trace: CommandTrace, opener: Int) {
+    /// The machine's page-walk count (nil: not counted, and the trace says nothing of walks).
+    let walks: @Sendable () -> Int?
+
+    init(base: any DmirrorFile, abi: ABIGeneration, pageSize: Int, trace: CommandTrace, opener: Int,
+         walks: @escaping @Sendable () -> Int? = { nil }) {
+        self.walks = walks
         self.base = base
         self.abi = abi
         self.pageSize = pageSize
@@ -26,8 +31,11 @@ public final class TracingDmirrorFile: DmirrorFile {
     public func ioctl(request: UInt, _ cmd: inout DmirrorCmd) -> Result<Void, Errno> {
         let npages = cmd.npages
         let addr = cmd.addr
+        let before = walks()
         let result = base.ioctl(request: request, &cmd)
-        trace.append(line(request: request, addr: addr, npages: npages, result: result, cmd: cmd))
+        var text = line(request: request, addr: addr, npages: npages, result: result, cmd: cmd)
+        if let before, let after = walks() { text += " walks=\(after - before)" }
+        trace.append(text)
         return result
     }
 
@@ -132,8 +140,9 @@ public final class TracingMachine: Machine {
             throw error
         }
         trace.append("\(who) open unit=\(unit) ok")
+        let machine = base
         let file = TracingDmirrorFile(base: device.file, abi: device.abi, pageSize: base.pageSize,
-                                      trace: trace, opener: who)
+                                      trace: trace, opener: who, walks: { machine.pageWalkCount() })
         return MirrorDevice(file: file, abi: device.abi)
     }
 
@@ -147,6 +156,7 @@ public final class TracingMachine: Machine {
     }
     public func sleep(nanoseconds: UInt64) { base.sleep(nanoseconds: nanoseconds) }
     public func random() -> UInt32 { base.random() }
+    public func pageWalkCount() -> Int? { base.pageWalkCount() }
 
     public func fork(_ child: @escaping (any Machine) throws -> Int32) throws(Errno) -> any ChildProcess {
         let index = trace.nextChildIndex()

@@ -20,8 +20,12 @@ public final class LinuxMachine: Machine {
     /// default_huge_page_size(); fixed for the boot, so read once.
     public let defaultHugePageSize: Int
 
-    public init(abi: ABIGeneration) {
+    /// Whether dmirror's walk kprobes were installed (`run --count-walks`) and are read per command.
+    public let countsWalks: Bool
+
+    public init(abi: ABIGeneration, countsWalks: Bool = false) {
         self.abi = abi
+        self.countsWalks = countsWalks
         pageSize = Sys.pageSize
         pmdPageSize = SysFile.readInteger("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") ?? 0
         defaultHugePageSize = LinuxMachine.readDefaultHugePageSize()
@@ -149,6 +153,8 @@ public final class LinuxMachine: Machine {
     public func sleep(nanoseconds: UInt64) { Sys.sleep(nanoseconds: nanoseconds) }
 
     public func random() -> UInt32 { Sys.random() }
+
+    public func pageWalkCount() -> Int? { countsWalks ? WalkProbes.hits() : nil }
 
     // MARK: Processes
 

@@ -77,6 +77,12 @@ public protocol Machine: AnyObject, Sendable {
     /// hmm_random(): 32 random bits (/dev/urandom on Linux; a seeded generator in the simulator).
     func random() -> UInt32
 
+    /// Page-table walks so far, system-wide: the calls of walk_page_range() and
+    /// walk_page_range_vma() (what hmm_range_fault() and migrate_vma_setup() walk
+    /// with). The simulator counts its own; on Linux they are the hits of dmirror's
+    /// kprobes once `dmirror run --count-walks` installed them. Nil: not counted.
+    func pageWalkCount() -> Int?
+
     // MARK: Processes
 
     /// fork(2). `child` runs in the child process against the child's machine

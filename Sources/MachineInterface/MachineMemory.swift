@@ -2,6 +2,9 @@ import ABI
 
 /// Typed CPU access on top of `Machine.load`/`store`: the suite's `int *ptr` loops.
 extension Machine {
+    /// Walks are not counted unless the machine says how.
+    public func pageWalkCount() -> Int? { nil }
+
     /// `for (i = 0; i < count; ++i) ptr[i] = value(i)` as one bulk store.
     /// Inlinable so `value` is inlined into the fill loop at the call site.
     @inlinable

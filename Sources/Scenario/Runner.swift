@@ -87,6 +87,8 @@ public struct ScenarioSummary: Sendable, Hashable {
 /// parent; on the kernel the child has its own copy (and no checks run).
 final class RunState {
     var summary = ScenarioSummary()
+    /// How many of the model's checker reports (lockdep, the notifier discipline) were shown already.
+    var checkerReportsSeen = 0
     /// A violation was found: every process stops.
     var stopped = false
     /// Open dmirror files per unit, across processes (a device must be empty after its last close).
@@ -263,6 +265,11 @@ public final class ScenarioRunner {
             current = p.parent
         }
         problems += process.introspection?.invariantViolations() ?? []
+        // The protocol checkers' new reports count as violations too.
+        if let reports = process.introspection?.checkerReports(), reports.count > state.checkerReportsSeen {
+            problems += reports[state.checkerReportsSeen...].map { "checker: \($0)" }
+            state.checkerReportsSeen = reports.count
+        }
         return problems
     }
 }

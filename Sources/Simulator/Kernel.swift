@@ -91,6 +91,10 @@ public final class SimKernel: @unchecked Sendable {
     let scheduler: Scheduler
     /// What the protocol checkers found.
     let checkers: CheckerReports
+    /// Page table walks so far, system-wide: the calls of walk_page_range() and
+    /// walk_page_range_vma() the kernel would make (what the lab's kprobes count).
+    /// Only the running task changes it.
+    var pageWalks = 0
     /// Tasks waiting for a migration entry to go (migration_entry_wait()).
     let migrationWaiters: WaitQueue
     private var nextPid: Int32 = 1000

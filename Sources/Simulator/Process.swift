@@ -157,6 +157,8 @@ final class SimProcess: Machine, @unchecked Sendable {
 
     func random() -> UInt32 { kernel.random() }
 
+    func pageWalkCount() -> Int? { kernel.pageWalks }
+
     // MARK: Processes
 
     func fork(_ child: @escaping (any Machine) throws -> Int32) throws(Errno) -> any ChildProcess {

@@ -76,7 +76,7 @@ extension MMStruct {
             if range.notifier.checkRetry(range.notifierSeq) { return .EBUSY }
             // Each pass is one walk_page_range(): a fault ends the pass, and the next
             // pass starts where it stopped.
-            pageWalks += 1
+            kernel.pageWalks += 1
             switch hmmWalk(range, from: last) {
             case .done:
                 if range.requestMigrate { return migrateHMMRangeSetup(range) }

@@ -81,7 +81,7 @@ extension MMStruct {
         guard args.vma.start <= args.start, args.end <= args.vma.end else { return .EINVAL }
         if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: [.io, .pfnmap]) { return .EINVAL }
         // migrate_vma_collect()'s walk_page_range().
-        pageWalks += 1
+        kernel.pageWalks += 1
         collectAndUnmap(args)
         return nil
     }

@@ -97,8 +97,6 @@ final class MMStruct: @unchecked Sendable {
     /// HPAGE_PMD_ORDER.
     var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
 
-    /// Page table walks (walk_page_range() calls) so far, for the trace's walk counts.
-    var pageWalks = 0
 
     init(kernel: SimKernel) {
         self.kernel = kernel
