@@ -38,7 +38,8 @@ extension MMStruct {
         var addr = address
         let end = address + UInt64(count)
         while addr < end {
-            guard let vma = vmaLookup(addr), vma.flags.contains(.read) else { return nil }
+            // access_error(): a load needs only an accessible VMA.
+            guard let vma = vmaLookup(addr), vma.isAccessible else { return nil }
             let pageStart = addr & ~UInt64(pageSize - 1)
             let n = Int(min(end, pageStart + UInt64(pageSize)) - addr)
             let offset = Int(addr - pageStart)
@@ -55,17 +56,33 @@ extension MMStruct {
     }
 
     /// The page whose bytes a load at `pageStart` reads (.some(nil): zeros, as a fault
-    /// would fill); nil when the load would be SIGBUS. Caller holds `ptl`.
+    /// would fill); nil when the load would be SIGBUS. Where nothing is mapped, this is
+    /// what the fault would find, without making it: hugetlb_no_page() (the file's page
+    /// cache for a shared mapping; SIGBUS once the owner took the page back, past i_size,
+    /// or with no page in the pool for it), shmem_fault() (the page cache, SIGBUS past i_size),
+    /// do_anonymous_page() (zeros), and for the device file's mapping, whose VMA has no
+    /// ->fault, do_fault()'s SIGBUS. Caller holds `ptl`.
     private func currentPage(_ vma: VMArea, _ pageStart: UInt64) -> PageRef?? {
         if let page = mappedPage(pageStart) {
             // A device-private page's bytes live in its backing page.
             return .some(page)
+        }
+        if vma.isHugetlb {
+            guard !vma.hugetlbResv.contains(.unmapped), let inode = vma.hugetlbFile else { return nil }
+            let haddr = pageStart & ~(hugetlbPageSize - 1)
+            let index = hugetlbIndex(vma, haddr)
+            guard index < inode.hugePages else { return nil }
+            if vma.isShared, let cached = inode.lookup(index) {
+                return .some(PageRef(cached, Int((pageStart - haddr) >> UInt64(pageShift))))
+            }
+            return hugetlbCanAllocate(vma, index) ? .some(nil) : nil
         }
         if let inode = vma.file {
             let index = vma.filePageIndex(pageStart, pageShift: pageShift)
             guard index < UInt64((inode.size + pageSize - 1) / pageSize) else { return nil }
             return .some(inode.cachedPage(index).map { PageRef($0, 0) })
         }
+        if vma.isDeviceMapping { return nil }
         return .some(nil)
     }
 

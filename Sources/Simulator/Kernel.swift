@@ -18,8 +18,11 @@ public struct SimConfiguration: Sendable {
     public var thpEnabled: THPMode
     /// The default hugetlb page size ("Hugepagesize:").
     public var hugetlbPageSize: Int
-    /// nr_hugepages at boot.
+    /// nr_hugepages at boot (the lab's guest boots with hugepages=4).
     public var hugetlbPoolPages: Int
+    /// totalram_pages(): what vmalloc() will not exceed. The lab's guest has 4 GiB, of
+    /// which the SPM ranges (memmap=) take 512 MiB.
+    public var totalRAMPages: Int = (4096 - 512) << 8
     /// test_hmm loaded with spm_addr_dev0/1: /dev/hmm_dmirror2 and 3 exist.
     public var hasCoherentDevices: Bool
     /// CONFIG_GUP_TEST and debugfs.
@@ -45,7 +48,7 @@ public struct SimConfiguration: Sendable {
     public var onStuck: (@Sendable (String) -> Never)?
 
     public init(pageSize: Int = 4096, pmdSize: Int = 2 << 20, pudSize: Int = 1 << 30,
-                thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 2,
+                thpEnabled: THPMode = .madvise, hugetlbPageSize: Int = 2 << 20, hugetlbPoolPages: Int = 4,
                 hasCoherentDevices: Bool = true, gupTestAvailable: Bool = true, userfaultfdAvailable: Bool = true,
                 release: KernelVersion = SimConfiguration.newestRelease, abi: ABIGeneration? = nil,
                 seed: UInt64 = 0x5EED) {

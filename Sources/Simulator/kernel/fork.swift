@@ -25,7 +25,8 @@ extension MMStruct {
     /// dup_mmap(): the child's address space. Private writable mappings are
     /// copy-on-write (both sides write-protected), device-private entries are
     /// copied read-only, device-exclusive entries are restored first, shared
-    /// mappings share their pages. Caller holds this mm's mmap_lock for write.
+    /// mappings share their pages through their page cache, their page tables
+    /// left empty. Caller holds this mm's mmap_lock for write.
     func dupMmap() -> MMStruct {
         let child = MMStruct(kernel: kernel)
         let pageSize = UInt64(self.pageSize)
@@ -35,7 +36,16 @@ extension MMStruct {
             // Without UFFD_FEATURE_EVENT_FORK the child does not inherit the registration.
             copy.userfaultfd = nil
             copy.flags.remove(.uffdMissing)
+            // hugetlb_dup_vma_private(): the child's copy of a private hugetlb VMA does not own
+            // the reservation (only the parent may take pages back from the other).
+            copy.hugetlbResvMap = nil
+            copy.hugetlbResv = []
             child.vmas.append(copy)
+            // vma_needs_copy(): copy_page_range() copies only what a fault cannot make again,
+            // the page tables of a VMA with an anon_vma (private pages) or VM_PFNMAP/VM_MIXEDMAP
+            // (the device file's inserted pages). A shared mapping's child finds its pages in
+            // the page cache at its first fault.
+            guard !vma.flags.isDisjoint(with: [.pfnmap, .mixedmap]) || hasAnonVMA(vma) else { continue }
             let cow = vma.isCOWMapping
             let body = {
                 self.ptl.withLock {
@@ -77,7 +87,9 @@ extension MMStruct {
                 }
             }
             if cow {
-                withInvalidation(.protectionPage, vma.start, vma.end, body)
+                // copy_page_range() write-protects under MMU_NOTIFY_PROTECTION_PAGE,
+                // copy_hugetlb_page_range() under MMU_NOTIFY_CLEAR.
+                withInvalidation(vma.isHugetlb ? .clear : .protectionPage, vma.start, vma.end, body)
             } else {
                 body()
             }

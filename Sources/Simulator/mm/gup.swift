@@ -60,8 +60,8 @@ extension MMStruct {
             for i in 0..<pages {
                 let addr = start + UInt64(i << pageShift)
                 let write = flags.contains(.write)
-                guard let vma = vmaLookup(addr), vma.flags.contains(.read) else { throw .EFAULT }
-                if write && !vma.flags.contains(.write) { throw .EFAULT }
+                // check_vma_flags(): VM_WRITE for a write, VM_READ for a read.
+                guard let vma = vmaLookup(addr), vma.flags.contains(write ? .write : .read) else { throw .EFAULT }
                 var page = followPage(addr, write: write)
                 while page == nil {
                     let result = handleMMFault(vma, addr, write ? [.write, .remote] : [.remote])

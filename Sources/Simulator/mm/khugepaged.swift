@@ -9,6 +9,9 @@ extension MMStruct {
         let pmdSize = UInt64(self.pmdSize)
         var failed = false
         for vma in vmas(in: start, end) {
+            // collapse_possible(): thp_vma_allowable_orders() allows nothing in a VM_NO_KHUGEPAGED
+            // VMA (VM_SPECIAL or hugetlb), whatever part of it the range covers.
+            if vma.isHugetlb || !vma.flags.isDisjoint(with: .special) { throw .EINVAL }
             var haddr = (max(start, vma.start) + pmdSize - 1) & ~(pmdSize - 1)
             while haddr + pmdSize <= min(end, vma.end) {
                 defer { haddr += pmdSize }

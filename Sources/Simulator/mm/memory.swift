@@ -53,8 +53,9 @@ extension MMStruct {
             switch pageTable.pmd(address) {
             case nil:
                 if vma.isHugetlb {
+                    // hugetlb_fault() -> hugetlb_no_page()
                     ptl.unlock()
-                    return hugetlbFault(vma, address, write: write)
+                    return hugetlbNoPage(vma, address, write: write)
                 }
                 if thpAllowed(vma, haddr) { return doHugePMDAnonymousPage(vma, haddr, write: write) }
             case .huge(let folio, let writable)?:
@@ -63,9 +64,10 @@ extension MMStruct {
                 if doHugePMDWpPage(vma, haddr, folio) { return .done }
                 continue
             case .hugetlb(let folio, let writable)?:
-                if write && !writable { pageTable.setPMD(haddr, .hugetlb(folio, writable: true)) }
                 ptl.unlock()
-                return .done
+                // hugetlb_fault() -> hugetlb_wp() for a write to a write-protected page.
+                if !write || writable { return .done }
+                return hugetlbWp(vma, address & ~(hugetlbPageSize - 1), folio)
             case .devicePrivate(let folio, _)?:
                 ptl.unlock()
                 // do_huge_pmd_device_private(): migrate_to_ram with vmf->pte == NULL.
@@ -235,6 +237,10 @@ extension MMStruct {
                     }
                 } else if addr == pmdStart && stop == pmdEnd {
                     pageTable.setPMD(addr, nil)
+                } else if case .hugetlb = entry {
+                    // __unmap_hugepage_range() BUG_ON()s an unaligned range: every caller
+                    // (munmap's split check, DONTNEED's rounding) gives whole huge pages.
+                    preconditionFailure("zap of part of a hugetlb page at 0x\(String(addr, radix: 16))")
                 } else {
                     splitHugePMDLocked(pmdStart)
                     continue

@@ -79,7 +79,8 @@ extension MMStruct {
         let pageMask = UInt64(pageSize - 1)
         guard args.start & pageMask == 0, args.end & pageMask == 0, args.start < args.end else { return .EINVAL }
         guard args.vma.start <= args.start, args.end <= args.vma.end else { return .EINVAL }
-        if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: [.io, .pfnmap]) { return .EINVAL }
+        // Neither hugetlb nor VM_SPECIAL (the device file's own VM_MIXEDMAP mapping included).
+        if args.vma.isHugetlb || !args.vma.flags.isDisjoint(with: .special) { return .EINVAL }
         // migrate_vma_collect()'s walk_page_range().
         kernel.pageWalks += 1
         collectAndUnmap(args)
@@ -91,10 +92,22 @@ extension MMStruct {
     /// the selected pages become migration entries.
     func collectAndUnmap(_ args: MigrateVMA) {
         withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
-            ptl.withLock {
-                migrateVMACollect(args)
-                migrateDeviceUnmapCheck(args)
+            var from = args.start
+            ptl.lock()
+            while let split = migrateVMACollect(args, from: from) {
+                // split_folio() of a THP the range covers only part of: unmap_folio() ->
+                // try_to_migrate_one() splits the PMD under an MMU_NOTIFY_CLEAR of the whole
+                // folio, which every mirror (this one's owner included) honours. The walk then
+                // goes on over the PTEs.
+                ptl.unlock()
+                withInvalidation(.clear, split.pmdStart, split.pmdStart + UInt64(pmdSize)) {
+                    ptl.withLock { splitHugePMDLocked(split.pmdStart) }
+                }
+                from = split.resume
+                ptl.lock()
             }
+            migrateDeviceUnmapCheck(args)
+            ptl.unlock()
         }
     }
 
@@ -110,12 +123,14 @@ extension MMStruct {
         }
     }
 
-    /// migrate_vma_collect(): walk_page_range with migrate_vma_collect_pmd. Caller holds `ptl`.
-    private func migrateVMACollect(_ args: MigrateVMA) {
+    /// migrate_vma_collect(): walk_page_range with migrate_vma_collect_pmd, from `from`.
+    /// Caller holds `ptl`. Stops where a huge PMD has to be split with the lock dropped:
+    /// the PMD to split and where to go on.
+    private func migrateVMACollect(_ args: MigrateVMA, from: UInt64) -> (pmdStart: UInt64, resume: UInt64)? {
         let pmdSize = UInt64(self.pmdSize)
         let pageSize = UInt64(self.pageSize)
         let compoundOK = args.flags.contains(.compound)
-        var addr = args.start
+        var addr = from
         func idx(_ a: UInt64) -> Int { Int((a - args.start) / pageSize) }
         func collectHole(_ s: UInt64, _ e: UInt64) {
             guard args.vma.isAnonymous else { return }
@@ -152,18 +167,17 @@ extension MMStruct {
             case .huge(let folio, let writable)?:
                 guard args.flags.contains(.system) else { addr = segEnd; continue }
                 if folio.kind == .hugeZero {
-                    if wholePMD {
-                        collectHole(addr, segEnd)
-                        addr = segEnd
-                        continue
-                    }
-                    splitHugePMDLocked(pmdStart)
+                    // migrate_vma_collect_huge_pmd(): the huge zero page is a hole, whole or in
+                    // part, and stays mapped; migrate_vma_insert_page() splits it if it must.
+                    collectHole(addr, segEnd)
+                    addr = segEnd
+                    continue
                 } else if wholePMD {
                     collectWholePMD(addr, folio, writable: writable, saved: .huge(folio, writable: writable))
                     addr = segEnd
                     continue
                 } else {
-                    splitHugePMDLocked(pmdStart)
+                    return (pmdStart, addr)
                 }
             case .devicePrivate(let folio, let writable)?:
                 guard args.flags.contains(.devicePrivate), folio.pgmap?.owner === args.pgmapOwner else {
@@ -175,7 +189,7 @@ extension MMStruct {
                     addr = segEnd
                     continue
                 }
-                splitHugePMDLocked(pmdStart)
+                return (pmdStart, addr)
             case .hugetlb?, .migration?:
                 addr = segEnd
                 continue
@@ -230,6 +244,7 @@ extension MMStruct {
             }
             addr = segEnd
         }
+        return nil
     }
 
     /// migrate_vma_pages(): pages without a destination are not migrated; a
@@ -250,8 +265,12 @@ extension MMStruct {
                 // Split the source into order-0 entries.
                 args.src[i].flags.remove(.compound)
                 if let page = s.page {
+                    // migrate_vma_split_unmapped_folio(): split_huge_pmd_address() of the frozen
+                    // PMD, with __split_huge_pmd()'s MMU_NOTIFY_CLEAR.
                     let haddr = args.address(i)
-                    ptl.withLock { splitHugePMDLocked(haddr) }
+                    withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) {
+                        ptl.withLock { splitHugePMDLocked(haddr) }
+                    }
                     if case .pmd(let saved)? = args.saved[i] {
                         args.saved[i] = nil
                         for j in 0..<nrPMD where i + j < args.npages {
@@ -276,15 +295,37 @@ extension MMStruct {
             }
             i += 1
         }
-        // The holes get their pages now, under one MIGRATE invalidation of the range
-        // (owned by the pgmap owner, as the collection's was).
+        // The holes get their pages now, under one MIGRATE invalidation from the first of
+        // them to the end (owned by the pgmap owner, as the collection's was).
         let holes = (0..<args.npages).filter { args.src[$0].page == nil && args.src[$0].flags.contains(.migrate) }
-        guard !holes.isEmpty else { return }
-        withInvalidation(.migrate, args.start, args.end, owner: args.pgmapOwner) {
-            ptl.withLock {
-                for i in holes where args.src[i].flags.contains(.migrate) { insertHole(args, i) }
+        guard let first = holes.first else { return }
+        withInvalidation(.migrate, args.address(first), args.end, owner: args.pgmapOwner) {
+            var k = 0
+            while k < holes.count {
+                // migrate_vma_insert_page(): an order-0 page cannot go under the huge zero
+                // page's PMD; split_huge_pmd() splits it first, with its MMU_NOTIFY_CLEAR
+                // (not the migration's own event, so every mirror of the PMD forgets it).
+                let split: UInt64? = ptl.withLock {
+                    while k < holes.count {
+                        let i = holes[k]
+                        if args.src[i].flags.contains(.migrate), let zeroPMD = hugeZeroUnder(args, i) { return zeroPMD }
+                        if args.src[i].flags.contains(.migrate) { insertHole(args, i) }
+                        k += 1
+                    }
+                    return nil
+                }
+                if let split { splitHugePMDAddressForce(split) }
             }
         }
+    }
+
+    /// The huge zero PMD an order-0 page for hole `i` would have to be inserted under.
+    /// Caller holds `ptl`.
+    private func hugeZeroUnder(_ args: MigrateVMA, _ i: Int) -> UInt64? {
+        let addr = args.address(i)
+        guard args.vma.isAnonymous, args.dst[i].page != nil, !args.dst[i].flags.contains(.compound),
+              case .huge(let f, _)? = pageTable.pmd(addr), f.kind == .hugeZero else { return nil }
+        return addr & ~UInt64(pmdSize - 1)
     }
 
     /// migrate_vma_finalize(): replace each migration entry (or hole) by the
@@ -380,10 +421,6 @@ extension MMStruct {
             pageTable.setPMD(addr, entry)
             return
         }
-        // A huge zero PMD is split first.
-        if case .huge(let f, _)? = pageTable.pmd(addr), f.kind == .hugeZero {
-            splitHugePMDLocked(addr & ~UInt64(pmdSize - 1))
-        }
         let insertable: Bool
         switch pageTable.pte(addr) {
         case .none: insertable = pageTable.pteTable(addr) != nil || pageTable.pmd(addr) == nil
@@ -441,6 +478,12 @@ extension MMStruct {
                              .present(let p, let w) where p.folio.pgmap === chunk:
                             victims.append(Victim(addr: base + UInt64(i << kernel.pageShift), pmdLevel: false,
                                                   page: p, writable: w))
+                        case .deviceExclusive(let p, _) where p.folio.pgmap === chunk:
+                            // try_to_migrate_one() handles the PFN swap entry of a device-exclusive
+                            // coherent page too; softleaf_is_device_private_write() is false for it,
+                            // so the migration entry, and the new page's PTE, are read-only.
+                            victims.append(Victim(addr: base + UInt64(i << kernel.pageShift), pmdLevel: false,
+                                                  page: p, writable: false))
                         default: break
                         }
                     }

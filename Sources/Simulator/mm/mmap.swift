@@ -25,11 +25,15 @@ extension MMStruct {
     /// calc_vm_prot_bits() | calc_vm_flag_bits(): the VMA flags of a new mapping.
     static func vmFlags(_ protection: Protection, shared: Bool, hugetlb: Bool) -> VMFlags {
         var flags: VMFlags = [.mayWrite]
-        if !protection.isDisjoint(with: [.read, .write, .exec]) { flags.insert(.read) }
+        // PROT_WRITE gives VM_WRITE alone, never VM_READ (x86 has no arch bits here but the
+        // protection keys): a write-only VMA is still loadable by the CPU (vma_is_accessible()),
+        // but hmm_range_fault() and the migrations, which test VM_READ, refuse it.
+        if protection.contains(.read) { flags.insert(.read) }
         if protection.contains(.write) { flags.insert(.write) }
         if protection.contains(.exec) { flags.insert(.exec) }
         if shared { flags.insert(.shared) }
-        if hugetlb { flags.insert(.hugetlb) }
+        // hugetlbfs_file_mmap(): VM_HUGETLB | VM_DONTEXPAND.
+        if hugetlb { flags.formUnion([.hugetlb, .dontexpand]) }
         return flags
     }
 
@@ -57,9 +61,6 @@ extension MMStruct {
             device = dmirror
             vmFlags.insert(.mixedmap)
         }
-        if hugetlb {
-            guard kernel.hugetlbPool.freePages >= Int(len / align) else { throw .ENOMEM }
-        }
 
         mmapLock.writeLock()
         defer { mmapLock.writeUnlock() }
@@ -67,7 +68,7 @@ extension MMStruct {
         if flags.contains(.fixed) || flags.contains(.fixedNoReplace) {
             guard let address, address & (align - 1) == 0 else { throw .EINVAL }
             if flags.contains(.fixedNoReplace) && !vmas(in: address, address + len).isEmpty { throw .EEXIST }
-            doMunmap(address, address + len)
+            try doMunmap(address, address + len)
             start = address
         } else if let address, address != 0, address & (align - 1) == 0,
                   vmas(in: address, address + len).isEmpty, address >= mmapMin {
@@ -84,6 +85,12 @@ extension MMStruct {
         let pgoff = anonymousPrivate ? start >> UInt64(pageShift) : UInt64(offset) >> UInt64(pageShift)
         let vma = VMArea(start: start, end: start + len, flags: vmFlags, file: file,
                          pgoff: pgoff, isDeviceMapping: device != nil)
+        if hugetlb {
+            // hugetlb_file_setup(): an unlinked hugetlbfs file of the mapping's size (with
+            // VM_NORESERVE: the mapping reserves), then hugetlbfs_file_mmap() reserves its pages.
+            vma.hugetlbFile = HugetlbInode(hugePages: len / align, pool: kernel.hugetlbPool)
+            guard hugetlbReservePages(vma) else { throw .ENOMEM }
+        }
         insertVMA(vma)
         device?.fopsMmap(self, vma)
         if flags.contains(.populate) {
@@ -98,29 +105,27 @@ extension MMStruct {
         return start
     }
 
-    /// munmap(2), under mmap_lock for write. A hugetlb mapping unmaps in whole huge pages.
+    /// munmap(2), under mmap_lock for write: do_vmi_munmap() of the page-aligned length. A
+    /// hugetlb VMA refuses to be split off its huge page boundaries (hugetlb_vm_op_split()),
+    /// so a range that starts or ends inside a huge page is EINVAL and unmaps nothing.
     func sysMunmap(_ address: UInt64, length: Int) throws(Errno) {
         let pageMask = UInt64(pageSize - 1)
         guard address & pageMask == 0, length > 0 else { throw .EINVAL }
-        var len = (UInt64(length) + pageMask) & ~pageMask
+        let len = (UInt64(length) + pageMask) & ~pageMask
         mmapLock.writeLock()
         defer { mmapLock.writeUnlock() }
-        if let vma = vmaLookup(address), vma.isHugetlb {
-            let h = UInt64(kernel.configuration.hugetlbPageSize)
-            guard address & (h - 1) == 0 else { throw .EINVAL }
-            len = (len + h - 1) & ~(h - 1)
-        }
-        doMunmap(address, address + len)
+        try doMunmap(address, address + len)
     }
 
-    /// do_vmi_munmap(): removes [start, end).
-    func doMunmap(_ start: UInt64, _ end: UInt64) {
-        let victims = isolate(start, end)
+    /// do_vmi_munmap() -> do_vmi_align_munmap(): removes [start, end). The VMAs at both ends
+    /// are split first (vms_gather_munmap_vmas()); a split that fails leaves the range mapped.
+    func doMunmap(_ start: UInt64, _ end: UInt64) throws(Errno) {
+        let victims = try isolate(start, end)
         guard !victims.isEmpty else { return }
         withInvalidation(.unmap, start, end) {
             ptl.withLock { zapPageRangeLocked(start, end) }
         }
-        vmas.removeAll { v in victims.contains { $0 === v } }
+        removeVMAs(victims)
     }
 
     /// get_unmapped_area(): top-down search for a gap of `length` aligned to `align`.
@@ -150,7 +155,7 @@ extension MMStruct {
                 pageTable.pmds.removeAll()
             }
         }
-        vmas.removeAll()
+        removeVMAs(vmas)
         mmapLock.writeUnlock()
     }
 }

@@ -23,17 +23,18 @@ extension MMStruct {
         let changeEnd = min(cursor, end)
         let removingWrite = !protection.contains(.write)
         for vma in vmas(in: address, changeEnd) {
+            // calc_vm_prot_bits(): each PROT_ bit its own VM_ bit (PROT_WRITE does not add VM_READ).
             var newFlags = vma.flags
             newFlags.remove([.read, .write, .exec])
-            if protection.contains(.read) || protection.contains(.write) || protection.contains(.exec) {
-                newFlags.insert(.read)
-            }
+            if protection.contains(.read) { newFlags.insert(.read) }
             if protection.contains(.write) { newFlags.insert(.write) }
             if protection.contains(.exec) { newFlags.insert(.exec) }
             // mprotect_fixup(): nothing to do (no split, no notifier) when the flags stay.
             if newFlags == vma.flags { continue }
             let s = max(vma.start, address), e = min(vma.end, changeEnd)
-            for piece in isolate(s, e) { piece.flags = newFlags }
+            // A split the VMA refuses (hugetlb off a huge page boundary) ends the walk with its
+            // error; the VMAs before it stay changed.
+            for piece in try isolate(s, e) { piece.flags = newFlags }
             // change_protection(): MMU_NOTIFY_PROTECTION_VMA over the range.
             withInvalidation(.protectionVMA, s, e) {
                 guard removingWrite else { return }

@@ -12,20 +12,36 @@ extension MMStruct {
         guard address & pageMask == 0, newSize > 0 else { throw .EINVAL }
         if flags.contains(.fixed) && !flags.contains(.mayMove) { throw .EINVAL }
         if flags.contains(.dontUnmap) && (!flags.contains(.mayMove) || oldSize != newSize) { throw .EINVAL }
-        let oldLen = pageAlign(oldSize), newLen = pageAlign(newSize)
+        var oldLen = pageAlign(oldSize), newLen = pageAlign(newSize)
+        if flags.contains(.fixed) {
+            guard let newAddress, newAddress & pageMask == 0 else { throw .EINVAL }
+            if newAddress < address + oldLen && address < newAddress + newLen { throw .EINVAL }
+        }
         mmapLock.writeLock()
         defer { mmapLock.writeUnlock() }
         // check_prep_vma(): only a VMA at `address` is needed to shrink or keep
         // the size in place (shrink_vma() unmaps the tail, whatever maps it).
-        guard let vma = vmaLookup(address) else { throw .EFAULT }
+        guard var vma = vmaLookup(address) else { throw .EFAULT }
+        if vma.isHugetlb {
+            // align_hugetlb(): both lengths in whole huge pages, both addresses huge page
+            // aligned, and no growth (the reservation cannot be split).
+            let h = hugetlbPageSize
+            oldLen = (oldLen + h - 1) & ~(h - 1)
+            newLen = (newLen + h - 1) & ~(h - 1)
+            if address & (h - 1) != 0 || (newAddress ?? 0) & (h - 1) != 0 || newLen > oldLen { throw .EINVAL }
+        }
         let mapsNew = flags.contains(.fixed) || flags.contains(.dontUnmap) || newLen > oldLen
         if !mapsNew {
-            if newLen < oldLen { doMunmap(address + newLen, address + oldLen) }
+            if newLen < oldLen { try doMunmap(address + newLen, address + oldLen) }
             return address
         }
         // A zero old_len would duplicate the mapping: refused for private mappings.
         if oldLen == 0 && !vma.isShared { throw .EINVAL }
-        guard address + oldLen <= vma.end else { throw .EFAULT }
+        if flags.contains(.dontUnmap) && !vma.flags.isDisjoint(with: [.dontexpand, .pfnmap]) { throw .EINVAL }
+        // A shrink may cross VMA boundaries in the part it unmaps.
+        guard address + min(oldLen, newLen) <= vma.end else { throw .EFAULT }
+        // A VM_DONTEXPAND mapping (hugetlb) may be moved, but not resized on the way.
+        if newLen != oldLen && !vma.flags.isDisjoint(with: [.dontexpand, .pfnmap]) { throw .EFAULT }
         if !flags.contains(.fixed) && !flags.contains(.dontUnmap) {
             if vma.end == address + oldLen && vmas(in: address + oldLen, address + newLen).isEmpty {
                 // vma_expand(), then a merge with the next VMA if it is alike.
@@ -36,16 +52,22 @@ extension MMStruct {
             guard flags.contains(.mayMove) else { throw .ENOMEM }
         }
         let target: UInt64
-        if flags.contains(.fixed) {
-            guard let newAddress, newAddress & pageMask == 0 else { throw .EINVAL }
-            if newAddress < address + oldLen && address < newAddress + newLen { throw .EINVAL }
-            doMunmap(newAddress, newAddress + newLen)
+        if flags.contains(.fixed), let newAddress {
+            // mremap_to(): the destination is unmapped first, then a shrink's tail (with the
+            // notifiers' invalidations, as any munmap), and only the rest moves.
+            try doMunmap(newAddress, newAddress + newLen)
+            if newLen < oldLen {
+                try doMunmap(address + newLen, address + oldLen)
+                oldLen = newLen
+            }
+            guard let again = vmaLookup(address) else { throw .EFAULT }
+            vma = again
             target = newAddress
         } else {
             guard let found = getUnmappedArea(length: newLen, align: UInt64(pageSize)) else { throw .ENOMEM }
             target = found
         }
-        moveVMA(address, oldLen, to: target, newLen, dontUnmap: flags.contains(.dontUnmap))
+        try moveVMA(address, oldLen, to: target, newLen, dontUnmap: flags.contains(.dontUnmap))
         // copy_vma() merges the moved VMA with its new neighbours when alike.
         if !vma.isDeviceMapping { mergeVMAs(around: target, target + newLen) }
         return target
@@ -54,8 +76,8 @@ extension MMStruct {
     /// move_vma(): the VMA range moves to `target` with its page table
     /// entries (move_page_tables(): whole PMDs when both sides are PMD
     /// aligned, PTEs otherwise; device-private entries move like any other).
-    func moveVMA(_ old: UInt64, _ oldLen: UInt64, to target: UInt64, _ newLen: UInt64, dontUnmap: Bool) {
-        let moved = isolate(old, old + oldLen)
+    func moveVMA(_ old: UInt64, _ oldLen: UInt64, to target: UInt64, _ newLen: UInt64, dontUnmap: Bool) throws(Errno) {
+        let moved = try isolate(old, old + oldLen)
         guard let first = moved.first else { return }
         let len = min(oldLen, newLen)
         let newVMA = first.copy()
@@ -106,10 +128,12 @@ extension MMStruct {
                 }
             }
         }
+        // fixup_hugetlb_reservations(): the reservations went with the copy.
+        for vma in moved where vma.isHugetlb { hugetlbClearReservations(vma) }
         if dontUnmap {
             // MREMAP_DONTUNMAP: the old range stays mapped, now empty.
             return
         }
-        vmas.removeAll { v in moved.contains { $0 === v } }
+        removeVMAs(moved)
     }
 }

@@ -78,7 +78,7 @@ final class SimUserfaultFile: UserfaultFile, @unchecked Sendable {
         mm.mmapLock.writeLock()
         defer { mm.mmapLock.writeUnlock() }
         guard mm.isFullyMapped(address, end) else { throw .EINVAL }
-        for vma in mm.isolate(address, end) {
+        for vma in try mm.isolate(address, end) {
             guard vma.isAnonymous || vma.isShared else { throw .EINVAL }
             vma.userfaultfd = ctx
             vma.flags.insert(.uffdMissing)

@@ -25,6 +25,12 @@ extension MMStruct {
         vmas.insert(vma, at: i)
     }
 
+    /// remove_vma(): the VMAs leave the tree, each closed (vm_ops->close: hugetlb_vm_op_close()).
+    func removeVMAs(_ victims: [VMArea]) {
+        for vma in victims where vma.isHugetlb { hugetlbVMAClose(vma) }
+        vmas.removeAll { v in victims.contains { $0 === v } }
+    }
+
     /// True if [start, end) is fully covered by VMAs.
     func isFullyMapped(_ start: UInt64, _ end: UInt64) -> Bool {
         var cursor = start
@@ -35,11 +41,13 @@ extension MMStruct {
         return cursor >= end
     }
 
-    /// split_vma() so that a VMA boundary lies at `addr`; also splits a huge
-    /// PMD that straddles the new boundary (vma_adjust_trans_huge()).
-    func splitVMA(at addr: UInt64) {
+    /// __split_vma() so that a VMA boundary lies at `addr`; also splits a huge
+    /// PMD that straddles the new boundary (vma_adjust_trans_huge()). The VMA's
+    /// vm_ops->may_split() may refuse: a hugetlb VMA splits only at a huge page
+    /// boundary (hugetlb_vm_op_split(): EINVAL).
+    func splitVMA(at addr: UInt64) throws(Errno) {
         guard let vma = vmaLookup(addr), vma.start < addr else { return }
-        if vma.isHugetlb { return }
+        if vma.isHugetlb && addr & (hugetlbPageSize - 1) != 0 { throw .EINVAL }
         let tail = vma.copy()
         tail.start = addr
         tail.pgoff = vma.pgoff + ((addr - vma.start) >> UInt64(pageShift))
@@ -48,10 +56,11 @@ extension MMStruct {
         splitHugePMDAddress(addr)
     }
 
-    /// Splits VMAs so [start, end) is made of whole VMAs; returns them.
-    func isolate(_ start: UInt64, _ end: UInt64) -> [VMArea] {
-        splitVMA(at: start)
-        splitVMA(at: end)
+    /// Splits VMAs so [start, end) is made of whole VMAs; returns them. The start is split
+    /// first: when the end cannot be, that split stays, as in the kernel.
+    func isolate(_ start: UInt64, _ end: UInt64) throws(Errno) -> [VMArea] {
+        try splitVMA(at: start)
+        try splitVMA(at: end)
         return vmas(in: start, end)
     }
 
@@ -87,8 +96,16 @@ extension MMStruct {
         return aAnon === bAnon
     }
 
+    /// Whether the VMA has an anon_vma, as vma_needs_copy() asks: private pages were made in
+    /// it. A private VMA that got pages without handle_mm_fault() (UFFDIO_COPY, a migration
+    /// into a hole) has one in the kernel (anon_vma_prepare() on those paths too): any entry
+    /// of a private VMA counts.
+    func hasAnonVMA(_ vma: VMArea) -> Bool {
+        vma.anonVMA != nil || (!vma.isShared && hasEntries(vma.start, vma.end))
+    }
+
     /// Whether any page table entry in [start, end) is populated.
-    private func hasEntries(_ start: UInt64, _ end: UInt64) -> Bool {
+    func hasEntries(_ start: UInt64, _ end: UInt64) -> Bool {
         ptl.withLock {
             let pmdSize = UInt64(self.pmdSize)
             var addr = start

@@ -71,6 +71,9 @@ final class Folio: @unchecked Sendable {
     weak var mapping: ShmemInode?
     /// The hugetlb pool a hugetlb folio returns to.
     weak var hugetlbPool: HugetlbPool?
+    /// folio_test_anon() of a hugetlb folio: one that hugetlb_no_page() gave a private
+    /// mapping (hugetlb_add_new_anon_rmap()), not a page of a hugetlbfs page cache.
+    var hugetlbAnon = false
 
     init(kind: Kind, order: Int, pageSize: Int, pfn: UInt64 = 0, pgmap: DevPagemap? = nil, zeroed: Bool = true) {
         self.kind = kind
@@ -93,7 +96,7 @@ final class Folio: @unchecked Sendable {
     var isDeviceCoherent: Bool { kind == .deviceCoherent }
     var isZeroPage: Bool { kind == .zero || kind == .hugeZero }
     /// folio_test_anon().
-    var isAnon: Bool { kind == .anon || kind == .deviceCoherent || kind == .devicePrivate }
+    var isAnon: Bool { kind == .anon || kind == .deviceCoherent || kind == .devicePrivate || hugetlbAnon }
 
     /// Where page `index`'s bytes are: for a device-private folio, in its backing page (BACKING_PAGE()).
     @inline(__always)

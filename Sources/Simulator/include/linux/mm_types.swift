@@ -13,6 +13,10 @@ struct VMFlags: OptionSet, Sendable, Hashable {
     static let hugepage = VMFlags(rawValue: 1 << 29)    // VM_HUGEPAGE
     static let nohugepage = VMFlags(rawValue: 1 << 30)  // VM_NOHUGEPAGE
     static let pfnmap = VMFlags(rawValue: 1 << 10)      // VM_PFNMAP
+    static let dontexpand = VMFlags(rawValue: 1 << 18)  // VM_DONTEXPAND
+
+    /// VM_SPECIAL: mappings migrate_vma_setup(), merging and khugepaged leave alone.
+    static let special: VMFlags = [.io, .dontexpand, .pfnmap, .mixedmap]
 }
 
 /// struct vm_area_struct.
@@ -28,6 +32,13 @@ final class VMArea: @unchecked Sendable {
     var pgoff: UInt64
     /// The dmirror device mapped by dmirror_fops_mmap (vm_insert_page mapping).
     var isDeviceMapping: Bool
+    /// vm_file of a hugetlb VMA: the hugetlbfs inode (hugetlb_file_setup() makes one for
+    /// MAP_HUGETLB), whose page cache holds the pages of a shared mapping.
+    var hugetlbFile: HugetlbInode?
+    /// What vm_private_data holds for a private hugetlb mapping: its reservation map
+    /// (shared by the pieces of a split) and the HPAGE_RESV_* flags.
+    var hugetlbResvMap: HugetlbResvMap?
+    var hugetlbResv: HugetlbResvFlags = []
     /// vm_userfaultfd_ctx.
     var userfaultfd: UserfaultContext?
     /// vma->anon_vma: set by the first anonymous fault (anon_vma_prepare()),
@@ -47,11 +58,17 @@ final class VMArea: @unchecked Sendable {
 
     func copy() -> VMArea {
         let v = VMArea(start: start, end: end, flags: flags, file: file, pgoff: pgoff, isDeviceMapping: isDeviceMapping)
+        v.hugetlbFile = hugetlbFile
+        v.hugetlbResvMap = hugetlbResvMap
+        v.hugetlbResv = hugetlbResv
         v.userfaultfd = userfaultfd
         v.anonVMA = anonVMA
         return v
     }
 
+    /// vma_is_accessible(): any of VM_READ, VM_WRITE, VM_EXEC. On x86 a present PTE is
+    /// always readable, so a CPU load succeeds in any accessible VMA (access_error()).
+    var isAccessible: Bool { !flags.isDisjoint(with: [.read, .write, .exec]) }
     /// vma_is_anonymous(): private anonymous memory (no vm_ops).
     var isAnonymous: Bool { file == nil && !isDeviceMapping && !flags.contains(.hugetlb) }
     /// is_cow_mapping(): private and may be written.

@@ -27,11 +27,16 @@ extension Dmirror {
         return readBack(&cmd, start, end, size)
     }
 
-    /// dmirror_check_atomic().
+    /// dmirror_check_atomic(): xa_for_each_range() over the entries present, so its cost
+    /// is the table's, not the range's (npages may be anything the prologue lets through).
     func checkAtomic(_ start: UInt64, _ end: UInt64) -> Errno? {
         mutex.withLock {
-            var pfn = start >> pageShift
-            while pfn < end >> pageShift {
+            let first = start >> pageShift, last = end >> pageShift
+            if last - first > UInt64(pt.count) {
+                return pt.contains { $0.key >= first && $0.key < last && $0.value.tag == .atomic } ? .EPERM : nil
+            }
+            var pfn = first
+            while pfn < last {
                 if pt[pfn]?.tag == .atomic { return .EPERM }
                 pfn += 1
             }

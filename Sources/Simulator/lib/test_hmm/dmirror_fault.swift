@@ -179,8 +179,12 @@ extension Dmirror {
     private func read(_ cmd: inout DmirrorCmd, unlocked: Bool) -> Errno? {
         guard let range = commandRange(cmd) else { return .EINVAL }
         var start = range.start
-        let (end, size) = (range.end, range.size)
-        let bounce = DmirrorBounce(addr: start, size: size)
+        let end = range.end
+        let bounce: DmirrorBounce
+        switch bounceInit(start, range.size) {
+        case .success(let b): bounce = b
+        case .failure(let e): return e
+        }
         defer { cmd.cpages = bounce.cpages }
         while true {
             let ret = mutex.withLock { doRead(start, end, bounce) }
@@ -199,10 +203,14 @@ extension Dmirror {
     func write(_ cmd: inout DmirrorCmd) -> Errno? {
         guard let range = commandRange(cmd) else { return .EINVAL }
         var start = range.start
-        let (end, size) = (range.end, range.size)
-        let bounce = DmirrorBounce(addr: start, size: size)
+        let end = range.end
+        let bounce: DmirrorBounce
+        switch bounceInit(start, range.size) {
+        case .success(let b): bounce = b
+        case .failure(let e): return e
+        }
         guard let user = userPointer(cmd.ptr) else { return .EFAULT }
-        bounce.ptr.copyMemory(from: user, byteCount: size)
+        bounce.ptr.copyMemory(from: user, byteCount: bounce.size)
         defer { cmd.cpages = bounce.cpages }
         while true {
             let ret = mutex.withLock { doWrite(start, end, bounce) }

@@ -45,10 +45,17 @@ extension Dmirror {
 
     /// [addr, addr + npages pages) as every handler computes it; nil when it wraps
     /// (each handler's `end < start` check, behind the prologue's own).
-    func commandRange(_ cmd: DmirrorCmd) -> (start: UInt64, end: UInt64, size: Int)? {
+    func commandRange(_ cmd: DmirrorCmd) -> (start: UInt64, end: UInt64, size: UInt64)? {
         let size = cmd.npages << pageShift
         let end = cmd.addr &+ size
-        return end < cmd.addr ? nil : (cmd.addr, end, Int(size))
+        return end < cmd.addr ? nil : (cmd.addr, end, size)
+    }
+
+    /// dmirror_bounce_init(): the bounce buffer for [addr, addr + size), or -ENOMEM when
+    /// vmalloc() cannot have it.
+    func bounceInit(_ addr: UInt64, _ size: UInt64) -> Result<DmirrorBounce, Errno> {
+        guard let bounce = DmirrorBounce(kernel: mm.kernel, addr: addr, size: size) else { return .failure(.ENOMEM) }
+        return .success(bounce)
     }
 
     /// `body` with a reference on the mirrored mm (mmget_not_zero() ... mmput()):
@@ -79,12 +86,17 @@ final class DmirrorBounce {
     let size: Int
     var cpages: UInt64 = 0
     let ptr: UnsafeMutableRawPointer
+    private unowned let kernel: SimKernel
 
-    init(addr: UInt64, size: Int) {
+    /// Nil where vmalloc(size) fails (a size of more pages than the machine has).
+    init?(kernel: SimKernel, addr: UInt64, size: UInt64) {
+        guard let ptr = kernel.vmalloc(size) else { return nil }
+        self.kernel = kernel
         self.addr = addr
-        self.size = size
-        ptr = .allocate(byteCount: max(size, 1), alignment: 4096)
+        self.size = Int(size)
+        self.ptr = ptr
     }
 
-    deinit { ptr.deallocate() }
+    /// dmirror_bounce_fini(): vfree().
+    deinit { kernel.vfree(ptr, size: size) }
 }

@@ -49,8 +49,12 @@ extension Dmirror {
     }
 
     /// The whole range from `pt` into the caller's buffer (MIGRATE_TO_DEV, EXCLUSIVE).
-    func readBack(_ cmd: inout DmirrorCmd, _ start: UInt64, _ end: UInt64, _ size: Int) -> Errno? {
-        let bounce = DmirrorBounce(addr: start, size: size)
+    func readBack(_ cmd: inout DmirrorCmd, _ start: UInt64, _ end: UInt64, _ size: UInt64) -> Errno? {
+        let bounce: DmirrorBounce
+        switch bounceInit(start, size) {
+        case .success(let b): bounce = b
+        case .failure(let e): return e
+        }
         defer { cmd.cpages = bounce.cpages }
         if let e = mutex.withLock({ doRead(start, end, bounce) }) { return e }
         return copyToUser(cmd.ptr, bounce)

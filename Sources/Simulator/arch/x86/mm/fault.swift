@@ -69,7 +69,9 @@ extension MMStruct {
         return nil
     }
 
+    /// access_error(): a write needs VM_WRITE; a read needs only vma_is_accessible(), since an
+    /// x86 PTE that is present is readable (a PROT_WRITE-only mapping loads fine).
     private func allows(_ vma: VMArea, write: Bool) -> Bool {
-        write ? vma.flags.contains(.write) : vma.flags.contains(.read)
+        write ? vma.flags.contains(.write) : vma.isAccessible
     }
 }
