@@ -1,3 +1,5 @@
+import ABI
+
 // The generator's operations, one builder each; every builder updates the
 // model with what the operation may have done to the pages.
 
@@ -15,11 +17,10 @@ extension GenModel {
             spec.alignPMD = true
             spec.hugepage = r.chance(85) ? true : (r.chance(50) ? false : nil)
             spec.populate = r.chance(15)
-            var m = GenMapping(name: name, pages: pages, kind: .anon, thp: true)
-            m.hugeAdvised = true
-            mappings.append(m)
+            mappings.append(GenMapping(name: name, pages: pages, kind: .anon, thp: true))
             out.append(Statement(.mmap(spec)))
-            out.append(Statement(.store(PageRange(name), randomPattern(&r))))
+            // Mostly filled (PMD-mapped THPs); left empty, a read fault maps the huge zero page.
+            if r.chance(70) { out.append(Statement(.store(PageRange(name), randomPattern(&r)))) }
             return
         case 2:
             kind = .shared
@@ -44,16 +45,16 @@ extension GenModel {
         case 4:
             hugetlbUsed = true
             kind = .hugetlb
-            pages = 512
+            // One or two huge pages; a shorter length is rounded up to one by mmap.
+            pages = [512, 512, 1024, 1 + r.below(511)][r.below(4)]
             spec = MmapSpec(name: name, pages: pages, source: .hugetlb)
-            spec.shared = true
+            spec.shared = r.chance(50)
             mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false))
             out.append(Statement(.mmap(spec)))
-            out.append(Statement(.store(PageRange(name), randomPattern(&r))))
+            if r.chance(70) { out.append(Statement(.store(PageRange(name), randomPattern(&r)))) }
             return
         case 5:
             kind = .device
-            deviceMapped = true
             pages = 1 + r.below(4)
             spec = MmapSpec(name: name, pages: pages, source: .device(r.element(openDevices).name))
             spec.shared = r.chance(50)
@@ -64,7 +65,7 @@ extension GenModel {
             if r.chance(4) { spec.hugepage = false }
         }
         let readOnly = r.chance(5)
-        if readOnly { spec.prot = .r }
+        if readOnly { spec.prot = .r } else if r.chance(3) { spec.prot = Prot(read: false, write: true) }
         mappings.append(GenMapping(name: name, pages: pages, kind: kind, thp: false, readOnly: readOnly))
         out.append(Statement(.mmap(spec)))
     }
@@ -84,14 +85,10 @@ extension GenModel {
     mutating func deviceOp(_ command: RangeCommand, _ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let d = pickDevice(&r) else { return reopenOp(&r, into: &out) }
         guard let m = pickMapping(&r) else { mmapOp(&r, into: &out); return 1 }
-        var command = command
-        // Not even another mapping: a new mmap can land where a moved one was and alias its pages.
-        if command == .exclusive && coherentUsed { command = .snapshot }
         let range = anyRange(&r, m)
         out.append(Statement(.command(command, file: d.name, range: range)))
         switch command {
         case .migrateToDevice:
-            if d.unit >= 2 { coherentUsed = true }
             // Migrated pages are where fork, mremap and another device get interesting.
             if r.chance(25) { followUps.append([.fork, .mremap, .deviceAccess][r.below(3)]) }
         case .exclusive:
@@ -143,33 +140,36 @@ extension GenModel {
     mutating func munmapOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }) else { return 0 }
         var range = anyRange(&r, m)
-        // Known finding (Tests/Scenarios/findings/hugetlb-partial-munmap.scn): the simulator unmaps a whole
-        // huge page where the kernel refuses a partial one; hugetlb is unmapped whole until that is fixed.
-        if m.kind == .hugetlb { range = PageRange(m.name) }
-        // Whole unmaps would retire the mapping; partial ones (PMD splits) are the interesting ones.
-        if case .whole = range.form, m.pages > 1, m.kind != .hugetlb, r.chance(70) {
+        // Whole unmaps would retire the mapping; partial ones (PMD splits, hugetlb's EINVAL) are the
+        // interesting ones.
+        if case .whole = range.form, m.pages > 1, r.chance(70) {
             range = PageRange(m.name, .span(m.pages / 2, m.pages))
         }
         let (first, count) = range.resolved(mappingPages: m.pages)
-        mappings[k].mark(first, count, load: true, store: true)
+        if m.splits(first, count) { mappings[k].mark(first, count, load: true, store: true) }
         out.append(Statement(.munmap(range)))
         return 1
     }
 
     mutating func mprotectOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }) else { return 0 }
-        var range = anyRange(&r, m)
-        if m.kind == .hugetlb { range = PageRange(m.name) }
+        let range = anyRange(&r, m)
         let (first, count) = range.resolved(mappingPages: m.pages)
+        // A hugetlb range off its huge page boundaries is EINVAL and changes nothing.
+        let applies = m.splits(first, count)
         let prot: Prot
-        switch r.weighted([55, 30, 15]) {
+        switch r.weighted([50, 28, 8, 14]) {
         case 0:
             // A PROT_NONE hole: device reads across it get EFAULT, snapshots show it.
             prot = .none
-            mappings[k].mark(first, count, load: true, store: true)
+            if applies { mappings[k].mark(first, count, load: true, store: true) }
         case 1:
             prot = .r
-            mappings[k].mark(first, count, load: false, store: true)
+            if applies { mappings[k].mark(first, count, load: false, store: true) }
+        case 2:
+            // Write-only: the CPU still loads (x86), hmm_range_fault() and migration refuse it (no VM_READ).
+            prot = Prot(read: false, write: true)
+            if applies && (m.kind == .anon || m.kind == .shared) { mappings[k].clear(first, count) }
         default:
             prot = .rw
             if m.kind == .anon || m.kind == .shared {
@@ -178,40 +178,34 @@ extension GenModel {
             }
         }
         out.append(Statement(.mprotect(range, prot)))
-        if prot == .none && r.chance(50) { followUps.append(.deviceAccess) }
+        if !prot.read && r.chance(50) { followUps.append(.deviceAccess) }
         return 1
     }
 
     mutating func madviseOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let m = pickMapping(&r) else { return 0 }
-        var advice = [AdviceWord.dontneed, .dontneed, .dontneed, .hugepage, .nohugepage, .free, .collapse, .collapse][r.below(8)]
-        if advice == .hugepage && !m.thp { advice = .collapse }
-        var range = anyRange(&r, m)
-        if m.kind == .hugetlb { range = PageRange(m.name) }
-        if advice == .dontneed && (deviceMapped || m.kind == .hugetlb) { return loadOp(&r, into: &out) }
-        if advice == .dontneed && m.hugeAdvised {
-            // Never a whole PMD (a read fault would map the huge zero page there); a moved
-            // mapping's PMDs need not start at a multiple of 512 pages of it, so stay well short.
+        let advice = [AdviceWord.dontneed, .dontneed, .dontneed, .hugepage, .nohugepage, .free, .collapse, .collapse][r.below(8)]
+        let range = anyRange(&r, m)
+        // The device file's pages are gone once zapped: touching them again is SIGBUS.
+        if advice == .dontneed, m.kind == .device, let k = mappings.firstIndex(where: { $0.name == m.name }) {
             let (first, count) = range.resolved(mappingPages: m.pages)
-            if count >= 256 { range = PageRange(m.name, .span(first, first + 255)) }
+            mappings[k].mark(first, count, load: true, store: true)
         }
         out.append(Statement(.madvise(range, advice)))
+        // An emptied range of a THP mapping is where a read fault maps the huge zero page.
+        if advice == .dontneed && m.thp && r.chance(30) { return 1 + loadOp(&r, into: &out) }
         return 1
     }
 
     mutating func mremapOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
-        guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }),
-              m.kind != .hugetlb, m.kind != .device, !deviceMapped else {
-            return 0
-        }
+        guard let m = pickMapping(&r), let k = mappings.firstIndex(where: { $0.name == m.name }) else { return 0 }
         let range = r.chance(60) ? PageRange(m.name) : anyRange(&r, m)
         let (first, count) = range.resolved(mappingPages: m.pages)
         let newPages = [count, count, count * 2, max(1, count / 2), count + 1 + r.below(8)][r.below(5)]
         var spec = MremapSpec(range: range, newName: newName("m"), pages: min(newPages, ScenarioLimits.pages))
         spec.mayMove = r.chance(85)
-        if spec.mayMove && spec.pages == count && m.kind == .anon && !m.hugeAdvised && r.chance(15) { spec.dontUnmap = true }
-        if r.chance(6), spec.pages >= count, let other = mappings.last(where: { $0.name != m.name && $0.kind != .hugetlb }),
-           other.pages >= spec.pages {
+        if spec.mayMove && spec.pages == count && r.chance(15) { spec.dontUnmap = true }
+        if r.chance(6), let other = mappings.last(where: { $0.name != m.name }), other.pages >= spec.pages {
             spec.target = PageRange(other.name, .page(0))
             spec.mayMove = true
             spec.dontUnmap = false
@@ -220,7 +214,6 @@ extension GenModel {
         // The old range may be gone (moved) or empty; the new one may grow past a shared object's end.
         mappings[k].mark(first, count, load: !spec.dontUnmap, store: !spec.dontUnmap)
         var moved = GenMapping(name: spec.newName, pages: spec.pages, kind: m.kind, thp: false)
-        moved.hugeAdvised = m.hugeAdvised
         for p in 0..<min(count, spec.pages) {
             moved.noLoad[p] = m.noLoad[first + p]
             moved.noStore[p] = m.noStore[first + p]
@@ -228,7 +221,7 @@ extension GenModel {
         if spec.pages > count && (m.kind != .anon) { moved.mark(count, spec.pages - count, load: true, store: true) }
         mappings.append(moved)
         out.append(Statement(.mremap(spec)))
-        if spec.pages > count && m.kind == .anon {
+        if spec.pages > count && m.kind == .anon && r.chance(60) {
             out.append(Statement(.store(PageRange(spec.newName, .span(count, spec.pages)), randomPattern(&r))))
             return 2
         }
@@ -249,8 +242,6 @@ extension GenModel {
         let steps = 1 + r.below(min(4, max(1, budget - 2)))
         for _ in 0..<steps { used += child.step(&r, into: &body, depth: depth + 1, budget: 1) }
         counter = child.counter
-        // The child's device commands through inherited files moved the parent's pages too.
-        coherentUsed = coherentUsed || child.coherentUsed
         out.append(Statement(.fork(body)))
         return used
     }
@@ -258,8 +249,15 @@ extension GenModel {
     mutating func rawIoctlOp(_ r: inout ScenarioRandom, into out: inout [Statement]) -> Int {
         guard let d = pickDevice(&r), let m = pickMapping(&r) else { return reopenOp(&r, into: &out) }
         var raw: RawIoctl
-        switch r.below(5) {
+        switch r.below(6) {
         case 0: raw = RawIoctl(file: d.name, request: .encoded(nr: UInt64(10 + r.below(20)), size: 40, dir: 3))
+        case 5:
+            // Huge counts the prologue lets through (or, at 2^52 pages, one that wraps): the bounce
+            // buffer's vmalloc() fails past the machine's memory, the walks stop at the mapping's end.
+            let commands: [DmirrorCommand] = [.read, .write, .readUnlocked, .migrateToDevice, .migrateToSystem, .exclusive,
+                                              .snapshot, .checkExclusive]
+            raw = RawIoctl(file: d.name, request: .command(r.element(commands)))
+            raw.npages = [UInt64(1) << 19, 1 << 36, 1 << 51, 1 << 52][r.below(4)]
         case 1: raw = RawIoctl(file: d.name, request: .encoded(nr: UInt64(r.below(10)), size: UInt64([0, 8, 39, 41, 64][r.below(5)]), dir: 3))
         case 2:
             raw = RawIoctl(file: d.name, request: .command([.read, .snapshot, .migrateToDevice][r.below(3)]))

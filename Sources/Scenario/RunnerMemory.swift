@@ -285,7 +285,14 @@ extension ScenarioRunner {
         }
         // A sub-range that moved is named from its own first page.
         p.values[spec.newName] = .mapping(base: moved, pages: spec.pages, why: "")
-        remapShadow(p.shadow, from: r.vpn, count: r.count, to: moved / UInt64(ps), newCount: spec.pages,
+        // A hugetlb mapping is remapped in whole huge pages (align_hugetlb() rounds both lengths up).
+        var count = r.count, newCount = spec.pages
+        if p.shadow.pages[r.vpn]?.hugetlb == true {
+            let huge = max(p.machine.defaultHugePageSize / ps, 1)
+            count = (count + huge - 1) / huge * huge
+            newCount = (newCount + huge - 1) / huge * huge
+        }
+        remapShadow(p.shadow, from: r.vpn, count: count, to: moved / UInt64(ps), newCount: newCount,
                     fixed: target != nil, dontUnmap: spec.dontUnmap)
         return Outcome(.ok)
     }

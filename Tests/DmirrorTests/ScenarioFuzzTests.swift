@@ -25,7 +25,7 @@ struct ScenarioFuzzTests {
         #expect(digest == ScenarioFuzzTests.pinnedDigest, "generator output changed: \(digest)")
     }
 
-    static let pinnedDigest = "fnv1a64:38d3ffe9fd96fce8"
+    static let pinnedDigest = "fnv1a64:02e392c5499051a4"
 
     @Test("every generated scenario is valid, and the weights reach the interesting states")
     func validAndCovering() throws {
@@ -39,48 +39,86 @@ struct ScenarioFuzzTests {
                       "check_exclusive", "release", "fork-after-migrate", "prot-none", "mremap-after-migrate",
                       "madvise.dontneed", "madvise.free", "madvise.collapse", "madvise.hugepage", "mmap.file",
                       "mmap.shared", "mmap.hugetlb", "mmap.dev", "read_unlocked", "ioctl", "write", "snapshot",
-                      "migrate_to_sys", "close"]
+                      "migrate_to_sys", "close", "mmap.hugetlb-private", "mmap.hugetlb-shared", "hugetlb+fork",
+                      "munmap.partial-hugetlb", "madvise.dontneed-hugetlb", "madvise.dontneed-dev", "exclusive-after-coherent",
+                      "mremap.to-shrinks", "mremap.hugetlb", "prot-write-only", "ioctl.huge-npages", "thp-left-empty"]
         for fact in wanted { #expect(seen.contains(fact), "no generated scenario has \(fact)") }
     }
 
     static func facts(_ statements: [Statement], into seen: inout Set<String>, privateAndCoherent s: Scenario) {
-        var migrated = false, failAlloc = false
-        var units: Set<Int> = []
+        var migrated = false, failAlloc = false, coherentMigrated = false
+        var units: [String: Int] = [:]
+        var kinds: [String: String] = [:]
+        var thpFilled: Set<String> = []
+        var sizes: [String: Int] = [:]
         for st in statements {
             switch st.operation {
-            case .open(_, let unit): units.insert(unit)
+            case .open(let file, let unit): units[file] = unit
             case .mmap(let spec):
+                sizes[spec.name] = spec.pages
                 if spec.alignPMD { seen.insert("mmap.thp") }
                 switch spec.source {
                 case .file: seen.insert("mmap.file")
-                case .hugetlb: seen.insert("mmap.hugetlb")
-                case .device: seen.insert("mmap.dev")
-                case .anon: if spec.shared { seen.insert("mmap.shared") }
+                case .hugetlb:
+                    seen.insert("mmap.hugetlb")
+                    seen.insert(spec.shared ? "mmap.hugetlb-shared" : "mmap.hugetlb-private")
+                    kinds[spec.name] = "hugetlb"
+                case .device:
+                    seen.insert("mmap.dev")
+                    kinds[spec.name] = "dev"
+                case .anon:
+                    if spec.shared { seen.insert("mmap.shared") }
+                    if spec.alignPMD { kinds[spec.name] = "thp" }
                 }
+                if spec.prot == Prot(read: false, write: true) { seen.insert("prot-write-only") }
+            case .store(let r, _): thpFilled.insert(r.mapping)
             case .munmap(let r):
-                if case .span(let a, let b) = r.form, (b - a) % 512 != 0 || a % 512 != 0 { seen.insert("munmap.partial-thp") }
-                if case .page = r.form { seen.insert("munmap.partial-thp") }
-            case .mprotect(_, let p): if p == .none { seen.insert("prot-none") }
-            case .madvise(_, let a): seen.insert("madvise.\(a.rawValue)")
-            case .mremap: if migrated { seen.insert("mremap-after-migrate") }
+                if case .span(let a, let b) = r.form, (b - a) % 512 != 0 || a % 512 != 0 {
+                    seen.insert(kinds[r.mapping] == "hugetlb" ? "munmap.partial-hugetlb" : "munmap.partial-thp")
+                }
+                if case .page = r.form {
+                    seen.insert(kinds[r.mapping] == "hugetlb" ? "munmap.partial-hugetlb" : "munmap.partial-thp")
+                }
+            case .mprotect(_, let p):
+                if p == .none { seen.insert("prot-none") }
+                if p == Prot(read: false, write: true) { seen.insert("prot-write-only") }
+            case .madvise(let r, let a):
+                seen.insert("madvise.\(a.rawValue)")
+                if a == .dontneed, let kind = kinds[r.mapping], kind != "thp" { seen.insert("madvise.dontneed-\(kind)") }
+            case .mremap(let spec):
+                if migrated { seen.insert("mremap-after-migrate") }
+                if kinds[spec.range.mapping] == "hugetlb" { seen.insert("mremap.hugetlb") }
+                if spec.target != nil, let size = sizes[spec.range.mapping],
+                   spec.pages < spec.range.resolved(mappingPages: size).count {
+                    seen.insert("mremap.to-shrinks")
+                }
+                if let kind = kinds[spec.range.mapping] { kinds[spec.newName] = kind }
+                sizes[spec.newName] = spec.pages
             case .fork(let body):
                 if migrated { seen.insert("fork-after-migrate") }
+                if kinds.values.contains("hugetlb") { seen.insert("hugetlb+fork") }
                 facts(body, into: &seen, privateAndCoherent: s)
-            case .command(let c, _, _):
+            case .command(let c, let file, let range):
                 seen.insert(c.rawValue)
                 if c == .migrateToDevice {
                     migrated = true
                     if failAlloc { seen.insert("fail_alloc→migrate") }
+                    if let unit = units[file], unit >= 2 { coherentMigrated = true }
                 }
+                if c == .exclusive && coherentMigrated { seen.insert("exclusive-after-coherent") }
+                if kinds[range.mapping] == "thp" && !thpFilled.contains(range.mapping) { seen.insert("thp-left-empty") }
             case .flags: failAlloc = true
             case .release: seen.insert("release")
             case .write: seen.insert("write")
-            case .ioctl: seen.insert("ioctl")
+            case .ioctl(let raw):
+                seen.insert("ioctl")
+                if raw.npages >= 1 << 19 { seen.insert("ioctl.huge-npages") }
             case .close: seen.insert("close")
             default: break
             }
         }
-        if units.contains(where: { $0 < 2 }) && units.contains(where: { $0 >= 2 }) { seen.insert("private+coherent") }
+        let allUnits = Set(units.values)
+        if allUnits.contains(where: { $0 < 2 }) && allUnits.contains(where: { $0 >= 2 }) { seen.insert("private+coherent") }
     }
 
     /// A planted failure: FAIL_ALLOC on a file and, later, a migration through the same file.
