@@ -48,6 +48,11 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The C loop's results to set beside (lines: OPERATION on|off NS).", valueName: "FILE"))
     var compare: String?
 
+    @Option(help: ArgumentHelp("Instead of the latencies: migration bandwidth by size (MiB, comma-separated, e.g. "
+                               + "1,16,256) against a warm memcpy, with the peak resident set and host faults per page.",
+                               valueName: "LIST"))
+    var migration: String?
+
     @Option(help: "text, or json (one document, for the lab).")
     var format: ReportFormat = .text
 
@@ -58,8 +63,16 @@ struct BenchCommand: ParsableCommand {
         var modes: [Bool] { self == .both ? [false, true] : [self == .on] }
     }
 
+    /// --migration's sizes in bytes.
+    var migrationSizes: [Int]? {
+        migration.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { (Int($0) ?? -1) << 20 } }
+    }
+
     func validate() throws {
         guard iterations >= 1, repeats >= 1 else { throw ValidationError("--iterations and --repeats must be at least 1") }
+        if let sizes = migrationSizes, sizes.isEmpty || sizes.contains(where: { $0 <= 0 || $0 > 16 << 30 }) {
+            throw ValidationError("--migration \(migration ?? ""): expected sizes in MiB, 1 to 16384, comma-separated")
+        }
         guard (1...512).contains(walkPages) else { throw ValidationError("--walk-pages is 1 to 512 (got \(walkPages))") }
         let known = Set(Benchmarks.operations.map(\.name))
         if let unknown = only.first(where: { !known.contains($0) }) {
@@ -84,6 +97,17 @@ struct BenchCommand: ParsableCommand {
             }
         }
         let machine = resolved.makeMachine()
+        if let sizes = migrationSizes {
+            let rows = MigrationBench.run(on: machine, sizes: sizes, repeats: repeats)
+            let report = MigrationReport(backend: resolved.info.detail, repeats: repeats, rows: rows)
+            do {
+                try Sys.writeAll(.standardOutput, (format == .json ? report.json : report.text) + "\n")
+            } catch {
+                throw refuse("bench: stdout: \(error.named)", exit: KSFTExit.fail)
+            }
+            if rows.contains(where: { $0.error != nil }) { throw ExitCode(KSFTExit.fail) }
+            return
+        }
         let results: [Benchmarks.Result]
         do {
             results = try Benchmarks.run(on: machine, thpModes: thp.modes, iterations: iterations, repeats: repeats,
@@ -233,5 +257,57 @@ struct BenchReport {
             + "\"results\": [" + rows.joined(separator: ", ") + "], \"walk_pages\": \(walkPages), "
             + "\"walks\": " + (walks == nil ? "null" : "[" + walkRows.joined(separator: ", ") + "]")
             + ", \"walks_problem\": " + (walkProblem.map(JSON.quote) ?? "null") + "}"
+    }
+}
+
+/// What `dmirror bench --migration` prints.
+struct MigrationReport {
+    let backend: String
+    let repeats: Int
+    let rows: [MigrationBench.Row]
+
+    private static func f(_ value: Double, _ digits: Int) -> String { Sys.format("%.\(digits)f", [value]) }
+    private static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+
+    var text: String {
+        var lines = ["dmirror bench --migration: \(backend), median of \(repeats)",
+                     Self.pad("variant", 15) + Self.pad("MiB", 7) + Self.pad("to-dev GB/s", 13) + Self.pad("to-sys GB/s", 13)
+                        + Self.pad("memcpy GB/s", 13) + Self.pad("ratio dev/sys", 15) + Self.pad("ns/page dev/sys", 17)
+                        + Self.pad("peak/real MiB", 15) + "faults/page"]
+        for row in rows {
+            var line = Self.pad(row.variant.name, 15) + Self.pad(String(row.bytes >> 20), 7)
+            if let error = row.error {
+                lines.append(line + "failed: " + error)
+                continue
+            }
+            let gb = Double(row.bytes) / 1e9
+            line += Self.pad(Self.f(gb / row.toDevice, 2), 13) + Self.pad(Self.f(gb / row.toSystem, 2), 13)
+                + Self.pad(Self.f(gb / row.memcpy, 2), 13)
+                + Self.pad(Self.f(row.toDeviceRatio, 2) + "/" + Self.f(row.toSystemRatio, 2), 15)
+                + Self.pad(Self.f(row.toDevice * 1e9 / Double(row.pages), 0) + "/" + Self.f(row.toSystem * 1e9 / Double(row.pages), 0), 17)
+                + Self.pad((row.peakResident.map { String($0 >> 20) } ?? "?") + "/" + String(row.realFootprint >> 20), 15)
+                + Self.f(row.faultsPerPage, 2)
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    var json: String {
+        let items = rows.map { row -> String in
+            var fields = ["\"variant\": \(JSON.quote(row.variant.name))", "\"bytes\": \(row.bytes)"]
+            if let error = row.error {
+                fields.append("\"error\": \(JSON.quote(error))")
+            } else {
+                fields += ["\"to_device_s\": \(Self.f(row.toDevice, 6))", "\"to_system_s\": \(Self.f(row.toSystem, 6))",
+                           "\"memcpy_s\": \(Self.f(row.memcpy, 6))", "\"to_device_ratio\": \(Self.f(row.toDeviceRatio, 4))",
+                           "\"to_system_ratio\": \(Self.f(row.toSystemRatio, 4))",
+                           "\"peak_resident\": \(row.peakResident.map(String.init) ?? "null")",
+                           "\"real_footprint\": \(row.realFootprint)", "\"faults_per_page\": \(Self.f(row.faultsPerPage, 3))"]
+            }
+            return "{" + fields.joined(separator: ", ") + "}"
+        }
+        return "{\"backend\": \(JSON.quote(backend)), \"repeats\": \(repeats), \"rows\": [" + items.joined(separator: ", ") + "]}"
     }
 }
