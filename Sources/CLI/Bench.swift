@@ -100,11 +100,7 @@ struct BenchCommand: ParsableCommand {
         if let sizes = migrationSizes {
             let rows = MigrationBench.run(on: machine, sizes: sizes, repeats: repeats)
             let report = MigrationReport(backend: resolved.info.detail, repeats: repeats, rows: rows)
-            do {
-                try Sys.writeAll(.standardOutput, (format == .json ? report.json : report.text) + "\n")
-            } catch {
-                throw refuse("bench: stdout: \(error.named)", exit: KSFTExit.fail)
-            }
+            try Output.write(format == .json ? report.json : report.text, for: "bench")
             if rows.contains(where: { $0.error != nil }) { throw ExitCode(KSFTExit.fail) }
             return
         }
@@ -132,11 +128,7 @@ struct BenchCommand: ParsableCommand {
         }
         let report = BenchReport(backend: resolved.info.detail, iterations: iterations, repeats: repeats, results: results,
                                  baseline: baseline, walks: walkCounts, walkPages: walkPages, walkProblem: walkProblem)
-        do {
-            try Sys.writeAll(.standardOutput, (format == .json ? report.json : report.text) + "\n")
-        } catch {
-            throw refuse("bench: stdout: \(error.named)", exit: KSFTExit.fail)
-        }
+        try Output.write(format == .json ? report.json : report.text, for: "bench")
         if results.contains(where: { $0.error != nil }) { throw ExitCode(KSFTExit.fail) }
     }
 

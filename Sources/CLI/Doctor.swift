@@ -45,11 +45,7 @@ struct DoctorCommand: ParsableCommand {
         let failed = checks.filter { !$0.ok }.count
         lines.append(failed == 0 ? "the whole suite can run on the real driver"
                      : "\(failed) check(s) failed: dmirror run --backend kernel would not run every case")
-        do {
-            try Sys.writeAll(.standardOutput, lines.joined(separator: "\n") + "\n")
-        } catch {
-            throw refuse("doctor: stdout: \(error.named)", exit: KSFTExit.fail)
-        }
+        try Output.write(lines.joined(separator: "\n"), for: "doctor")
         if failed > 0 { throw ExitCode(KSFTExit.skip) }
     }
 

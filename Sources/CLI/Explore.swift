@@ -210,13 +210,7 @@ struct ExploreCommand: ParsableCommand {
         if Sys.isTerminal(.standardError) { try? Sys.writeAll(.standardError, "\r\u{1B}[K") }
     }
 
-    private func write(_ text: String) throws {
-        do {
-            try Sys.writeAll(.standardOutput, text + "\n")
-        } catch {
-            throw refuse("explore: stdout: \(error.named)", exit: KSFTExit.fail)
-        }
-    }
+    private func write(_ text: String) throws { try Output.write(text, for: "explore") }
 
     static func seconds(_ value: Double) -> String { JSON.seconds(value) + " s" }
 }

@@ -134,11 +134,7 @@ struct List: ParsableCommand {
         let plan = try selection.plan(List.self, Arguments.of(subcommand: "list")) { $0.selection }
         var text = ""
         for testCase in plan.cases { text += testCase.name.description + "\n" }
-        do {
-            try Sys.writeAll(.standardOutput, text)
-        } catch {
-            throw refuse("stdout: \(error.named)", exit: KSFTExit.fail)
-        }
+        try Output.write(text, for: "list")
     }
 }
 
