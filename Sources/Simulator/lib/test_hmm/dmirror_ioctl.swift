@@ -79,12 +79,22 @@ final class DmirrorBounce {
     let size: Int
     var cpages: UInt64 = 0
     let ptr: UnsafeMutableRawPointer
+    /// The buffer is the caller's own memory (nothing to copy to user afterwards, nothing to free).
+    private let borrowed: Bool
 
     init(addr: UInt64, size: Int) {
         self.addr = addr
         self.size = size
         ptr = .allocate(byteCount: max(size, 1), alignment: 4096)
+        borrowed = false
     }
 
-    deinit { ptr.deallocate() }
+    init(addr: UInt64, borrowing user: UnsafeMutableRawPointer, size: Int) {
+        self.addr = addr
+        self.size = size
+        ptr = user
+        borrowed = true
+    }
+
+    deinit { if !borrowed { ptr.deallocate() } }
 }
