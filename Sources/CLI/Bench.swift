@@ -35,7 +35,8 @@ struct BenchCommand: ParsableCommand {
     var thp: THPChoice = .both
 
     @Option(help: ArgumentHelp("Only this operation (repeatable): "
-                               + Benchmarks.operations.map(\.name).joined(separator: ", ") + ".", valueName: "NAME"))
+                               + Benchmarks.operations.map(\.name).joined(separator: ", ") + "; with --migration, a variant: "
+                               + MigrationBench.Variant.all.map(\.name).joined(separator: ", ") + ".", valueName: "NAME"))
     var only: [String] = []
 
     @Flag(help: "Also count the page-table walks of the migrate-on-fault series' three sequences.")
@@ -74,7 +75,7 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--migration \(migration ?? ""): expected sizes in MiB, 1 to 16384, comma-separated")
         }
         guard (1...512).contains(walkPages) else { throw ValidationError("--walk-pages is 1 to 512 (got \(walkPages))") }
-        let known = Set(Benchmarks.operations.map(\.name))
+        let known = Set(migration == nil ? Benchmarks.operations.map(\.name) : MigrationBench.Variant.all.map(\.name))
         if let unknown = only.first(where: { !known.contains($0) }) {
             throw ValidationError("--only \(unknown): no such operation (operations: \(known.sorted().joined(separator: ", ")))")
         }
@@ -98,7 +99,8 @@ struct BenchCommand: ParsableCommand {
         }
         let machine = resolved.makeMachine()
         if let sizes = migrationSizes {
-            let rows = MigrationBench.run(on: machine, sizes: sizes, repeats: repeats)
+            let variants = MigrationBench.Variant.all.filter { only.isEmpty || only.contains($0.name) }
+            let rows = MigrationBench.run(on: machine, sizes: sizes, variants: variants, repeats: repeats)
             let report = MigrationReport(backend: resolved.info.detail, repeats: repeats, rows: rows)
             try Output.write(format == .json ? report.json : report.text, for: "bench")
             if rows.contains(where: { $0.error != nil }) { throw ExitCode(KSFTExit.fail) }

@@ -32,8 +32,13 @@ final class PageFrameAllocator: @unchecked Sendable {
     private var blocksUsed = 0
     /// Blocks with nothing allocated in them.
     private var freeBlocks: [Int] = []
-    /// Per split block: its free small frames (indices within the block).
-    private var smallFree: [Int: [Int16]] = [:]
+    /// A split block's free small frames (indices within the block), changed in place.
+    private final class SplitBlock {
+        var free: [Int16]
+        init(_ free: [Int16]) { self.free = free }
+    }
+    /// The split blocks, by block number.
+    private var split: [Int: SplitBlock] = [:]
     /// Split blocks with a free small frame, to take from before splitting another.
     private var partial: [Int] = []
     /// Blocks ever handed out: their memory may hold old data.
@@ -84,15 +89,20 @@ final class PageFrameAllocator: @unchecked Sendable {
             lock.withLock {
                 let offset = frame - arena
                 let block = offset / Self.blockSize
-                var frames = smallFree[block] ?? []
-                if frames.isEmpty { partial.append(block) }
-                frames.append(Int16((offset % Self.blockSize) / Self.smallFrame))
-                if frames.count == Self.framesPerBlock {
-                    smallFree[block] = nil
+                let frames: SplitBlock
+                if let known = split[block] {
+                    frames = known
+                } else {
+                    // A block whose every frame was out: it has a free frame again.
+                    frames = SplitBlock([])
+                    split[block] = frames
+                }
+                if frames.free.isEmpty { partial.append(block) }
+                frames.free.append(Int16((offset % Self.blockSize) / Self.smallFrame))
+                if frames.free.count == Self.framesPerBlock {
+                    split[block] = nil
                     partial.removeAll { $0 == block }
                     freeBlocks.append(block)
-                } else {
-                    smallFree[block] = frames
                 }
             }
         case Self.blockSize:
@@ -115,18 +125,14 @@ final class PageFrameAllocator: @unchecked Sendable {
 
     /// A small frame from a split block, splitting a block if none has one free. Caller holds `lock`.
     private func takeSmall() -> (UnsafeMutableRawPointer, Bool) {
-        if let block = partial.last, var frames = smallFree[block], let index = frames.popLast() {
-            if frames.isEmpty {
-                smallFree[block] = nil
-                partial.removeLast()
-            } else {
-                smallFree[block] = frames
-            }
+        if let block = partial.last, let frames = split[block], let index = frames.free.popLast() {
+            // An empty block stays in `split` (its frames come back one by one) but leaves `partial`.
+            if frames.free.isEmpty { partial.removeLast() }
             return (arena + block * Self.blockSize + Int(index) * Self.smallFrame, true)
         }
         let (block, recycled) = takeBlock()
         // Frame 0 goes out; the rest are free, taken from the low end first (address order).
-        smallFree[block] = (1..<Self.framesPerBlock).reversed().map { Int16($0) }
+        split[block] = SplitBlock((1..<Self.framesPerBlock).reversed().map { Int16($0) })
         partial.append(block)
         return (arena + block * Self.blockSize, recycled)
     }
