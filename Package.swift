@@ -52,11 +52,13 @@ let package = Package(
         // Concurrent scenarios and schedule exploration: random and bounded-preemption schedules,
         // each in a process of its own; distinct outcomes and the checkers' reports.
         .target(name: "Explore", dependencies: ["ABI", "MachineInterface", "Syscalls", "Harness", system]),
+        // Per-ioctl latency and the page-table walks of the migrate-on-fault sequences, on any machine.
+        .target(name: "Bench", dependencies: ["ABI", "MachineInterface", "Syscalls"]),
         // The executable: the only place that knows both backends.
         .executableTarget(
             name: "dmirror",
             dependencies: [
-                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario", "Explore",
+                "ABI", "MachineInterface", "Syscalls", "Linux", "Simulator", "Harness", "Suite", "Scenario", "Explore", "Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/CLI"

@@ -156,9 +156,15 @@ stop_boot() {
 # died: whether the kernel has oopsed (taint flag D, 128) in this boot
 died() { read -r taint < /proc/sys/kernel/tainted; [ $((taint & 128)) != 0 ]; }
 
-# stuck_tasks: pids of processes in uninterruptible sleep (a kernel hang)
+# stuck_tasks: pids of the suites' processes in uninterruptible sleep: a case whose
+# process the harness gave up on (its own timeout) while it hangs in the kernel, holding
+# what the next cases need
 stuck_tasks() {
-	grep -l '^State:.*D (disk sleep)' /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3 | tr '\n' ' '
+	for f in $(grep -l '^State:.*D (disk sleep)' /proc/[0-9]*/status 2>/dev/null); do
+		d=${f%/status}
+		read -r comm < "$d/comm" 2>/dev/null
+		case "$comm" in hmm-tests|dmirror) printf '%s ' "${d#/proc/}" ;; esac
+	done
 }
 
 # ------------------------------------------------------ the kernel's C suite
@@ -187,10 +193,13 @@ run_whole_suite() {
 		*) continue ;;
 		esac
 		[ -n "$cur" ] || continue
+		stuck=""
+		[ "$rc" = 1 ] && stuck=$(stuck_tasks)
 		kmsg "END kselftest $cur rc=$rc"
 		read -r t1 _ < /proc/uptime
 		echo "$cur $rc $t0 $t1" >> "$R/kselftest.rc"
 		died && stop_boot "fault kselftest $cur"
+		[ -n "$stuck" ] && stop_boot "hang kselftest $cur (tasks in D state: $stuck)"
 		cur=""
 	done
 }
@@ -210,16 +219,15 @@ elif [ -s /tmp/todo/kselftest ]; then
 		timeout -s KILL "$LAB_TEST_TIMEOUT" /lab/hmm-tests -r "$name" > "$R/kselftest/$name.out" 2>&1 < /dev/null
 		rc=$?
 		read -r t1 _ < /proc/uptime
+		# only a failed case can have left a task behind (the harness's timeout, ours)
 		stuck=""
-		[ "$rc" = 137 ] && stuck=$(stuck_tasks)
+		case "$rc" in 0|4) ;; *) stuck=$(stuck_tasks) ;; esac
 		kmsg "END kselftest $name rc=$rc"
 		echo "$name $rc $t0 $t1" >> "$R/kselftest.rc"
-		# the case oopsed the kernel, or was killed with something still stuck in the kernel:
-		# later cases would run on a broken kernel or hang behind it
+		# the case oopsed the kernel, or left a task stuck in the kernel: later cases would
+		# run on a broken kernel or hang behind it
 		died && stop_boot "fault kselftest $name"
-		if [ "$rc" = 137 ] && [ -n "$stuck" ]; then
-			stop_boot "hang kselftest $name (tasks in D state: $stuck)"
-		fi
+		[ -n "$stuck" ] && stop_boot "hang kselftest $name (tasks in D state: $stuck)"
 	done < /tmp/todo/kselftest
 	kmsg "SUITE kselftest end uptime=$(uptime_s)"
 fi

@@ -24,13 +24,14 @@ struct ABICommand: ParsableCommand {
         }
         switch format {
         case .text:
-            print(abi.rawValue)
+            try Output.write(abi.rawValue, for: "abi")
         case .json:
             let q = JSON.quote
             let commands = DmirrorCommand.allCases.map { command in
                 "\(q(command.kernelName)): " + (abi.request(for: command).map { q("0x" + String($0, radix: 16)) } ?? "null")
             }
-            print("{\"release\": \(q(release)), \"abi\": \(q(abi.rawValue)), \"requests\": {\(commands.joined(separator: ", "))}}")
+            try Output.write("{\"release\": \(q(release)), \"abi\": \(q(abi.rawValue)), \"requests\": {\(commands.joined(separator: ", "))}}",
+                             for: "abi")
         }
     }
 }

@@ -47,11 +47,7 @@ struct CompareTraces: ParsableCommand {
         case .text: report.lines.joined(separator: "\n")
         case .json: TraceComparison.json(entries, a: a, b: b, failOnMissing: failOnMissing)
         }
-        do {
-            try Sys.writeAll(.standardOutput, text + "\n")
-        } catch {
-            throw refuse("compare-traces: stdout: \(error.named)", exit: KSFTExit.fail)
-        }
+        try Output.write(text, for: "compare-traces")
         throw ExitCode(report.exitCode)
     }
 }

@@ -11,7 +11,7 @@ struct Dmirror: ParsableCommand {
             Exit status: 0 if nothing failed (even if everything was skipped), 1 if a case failed \
             or the arguments were bad, 4 if the suite cannot run at all (no test_hmm for --backend kernel).
             """,
-        subcommands: [Run.self, List.self, ScenarioCommand.self, FuzzCommand.self, ExploreCommand.self, CompareTraces.self,
+        subcommands: [Run.self, List.self, ScenarioCommand.self, FuzzCommand.self, ExploreCommand.self, BenchCommand.self, DoctorCommand.self, CompareTraces.self,
                       ABICommand.self]
     )
 }

@@ -61,6 +61,10 @@ struct ExploreCommand: ParsableCommand {
     @Option(help: "text, or json (one document, for the lab).")
     var format: ReportFormat = .text
 
+    @Flag(name: .customLong("kmsg-markers"),
+          help: "With --backend kernel: BEGIN/END lines around the repetitions in /dev/kmsg (root), for splat attribution.")
+    var kmsgMarkers = false
+
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
 
     func validate() throws {
@@ -101,10 +105,18 @@ struct ExploreCommand: ParsableCommand {
             let resolved = try BackendResolver.resolve(.kernel, abi: nil)
             let abi = resolved.abi
             label = resolved.info.detail
+            let markers: KmsgMarkers?
+            do {
+                markers = kmsgMarkers ? try KmsgMarkers() : nil
+            } catch {
+                throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
+            }
+            markers?.begin("explore.\(chosen.name)")
             for index in 0..<`repeat` {
                 tally.add(Explorer.repetition(chosen, index, timeoutNanoseconds: 30_000_000_000) { LinuxMachine(abi: abi) })
                 progress(tally.schedules)
             }
+            markers?.end("explore.\(chosen.name)", rc: KSFTExit.pass)
         case .simulator:
             let explorer = Explorer(chosen, makeMachine: machineFactory(simulator.simulated))
             label = simulatedLabel(simulator.simulated)
@@ -210,13 +222,7 @@ struct ExploreCommand: ParsableCommand {
         if Sys.isTerminal(.standardError) { try? Sys.writeAll(.standardError, "\r\u{1B}[K") }
     }
 
-    private func write(_ text: String) throws {
-        do {
-            try Sys.writeAll(.standardOutput, text + "\n")
-        } catch {
-            throw refuse("explore: stdout: \(error.named)", exit: KSFTExit.fail)
-        }
-    }
+    private func write(_ text: String) throws { try Output.write(text, for: "explore") }
 
     static func seconds(_ value: Double) -> String { JSON.seconds(value) + " s" }
 }

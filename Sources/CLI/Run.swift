@@ -96,12 +96,14 @@ struct Run: ParsableCommand {
         }
 
         let notes = HMMSuite.notes
-        let reporter: SuiteReporter = switch format {
+        let report: SuiteReporter = switch format {
         case .tap: TAPReporter(printsVersion: Sys.environment("KSFT_TAP_LEVEL") == nil, notes: notes)
         case .json: JSONReporter(notes: notes)
         case .jsonl: JSONLinesReporter(notes: notes)
         case .junit: JUnitReporter(notes: notes)
         }
+        // A report going to a file or a pipe leaves a person waiting: progress on stderr.
+        let reporter = ProgressReporter.wrapping(report)
         let launcher = CaseLauncher(traceDirectory: trace, makeMachine: resolved.makeMachine)
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
         CaseLauncher.forwardInterrupts()
@@ -132,11 +134,7 @@ struct List: ParsableCommand {
         let plan = try selection.plan(List.self, Arguments.of(subcommand: "list")) { $0.selection }
         var text = ""
         for testCase in plan.cases { text += testCase.name.description + "\n" }
-        do {
-            try Sys.writeAll(.standardOutput, text)
-        } catch {
-            throw refuse("stdout: \(error.named)", exit: KSFTExit.fail)
-        }
+        try Output.write(text, for: "list")
     }
 }
 

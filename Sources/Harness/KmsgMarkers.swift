@@ -27,8 +27,16 @@ public final class KmsgMarkers: Sendable {
 
     deinit { try? Sys.close(fd) }
 
-    func begin(_ name: CaseName) {
+    func begin(_ name: CaseName) { begin(name.description) }
+
+    /// BEGIN for a unit of work named `name` (a case, or an explored scenario).
+    public func begin(_ name: String) {
         try? Sys.writeAll(fd, "\(tag): BEGIN \(suite) \(name)\n")
+    }
+
+    /// END with the unit's kselftest status.
+    public func end(_ name: String, rc: Int32) {
+        try? Sys.writeAll(fd, "\(tag): END \(suite) \(name) rc=\(rc)\n")
     }
 
     func end(_ name: CaseName, status: Verdict?) {
@@ -37,6 +45,6 @@ public final class KmsgMarkers: Sendable {
         case .skip?: KSFTExit.skip
         default: KSFTExit.fail
         }
-        try? Sys.writeAll(fd, "\(tag): END \(suite) \(name) rc=\(rc)\n")
+        end(name.description, rc: rc)
     }
 }

@@ -90,23 +90,34 @@ public struct KernelDriverProbe: Sendable {
     }
 
     /// One line saying what is wrong and what to do; nil when the driver is usable.
-    public var message: String? {
-        guard let problem else { return nil }
-        let node = Self.node
-        switch problem {
-        case .notLoaded:
-            return "\(node) is missing and test_hmm is not loaded: modprobe test_hmm (the kernel needs CONFIG_TEST_HMM), or use --backend sim"
-        case .nodeMissing(let major):
-            return "test_hmm is loaded (major \(major)) but \(node) does not exist: mknod \(node) c \(major) 0 (or mount devtmpfs), or use --backend sim"
-        case .notCharacterDevice(let kind):
-            return "\(node) is \(kind), not test_hmm's character device: remove it and reload test_hmm, or use --backend sim"
+    public var message: String? { problem.map { "\($0.what(node: Self.node)): \($0.fix(node: Self.node))" } }
+}
+
+extension KernelDriverProbe.Problem {
+    /// What is wrong with `node`.
+    public func what(node: String) -> String {
+        switch self {
+        case .notLoaded: "\(node) is missing and test_hmm is not loaded"
+        case .nodeMissing(let major): "test_hmm is loaded (major \(major)) but \(node) does not exist"
+        case .notCharacterDevice(let kind): "\(node) is \(kind), not test_hmm's character device"
         case .otherDriver(let major, let minor, let expected):
-            let want = expected.map { "test_hmm registered major \($0)" } ?? "test_hmm is not loaded"
-            return "\(node) is device \(major):\(minor), not test_hmm's (\(want)): fix the node or modprobe test_hmm, or use --backend sim"
-        case .permission(let errno):
-            return "\(node): \(errno.named): run as root (test_hmm's nodes are root-only), or use --backend sim"
-        case .openFailed(let errno):
-            return "\(node) could not be opened: \(errno.named); check dmesg for test_hmm, or use --backend sim"
+            "\(node) is device \(major):\(minor), not test_hmm's ("
+                + (expected.map { "test_hmm registered major \($0)" } ?? "test_hmm is not loaded") + ")"
+        case .permission(let errno): "\(node): \(errno.named)"
+        case .openFailed(let errno): "\(node) could not be opened: \(errno.named)"
+        }
+    }
+
+    /// What to do about it.
+    public func fix(node: String) -> String {
+        let unit = node.last.flatMap { Int(String($0)) } ?? 0
+        return switch self {
+        case .notLoaded: "modprobe test_hmm (the kernel needs CONFIG_TEST_HMM), or use --backend sim"
+        case .nodeMissing(let major): "mknod \(node) c \(major) \(unit) (or mount devtmpfs), or use --backend sim"
+        case .notCharacterDevice: "remove it and reload test_hmm, or use --backend sim"
+        case .otherDriver: "fix the node or modprobe test_hmm, or use --backend sim"
+        case .permission: "run as root (test_hmm's nodes are root-only), or use --backend sim"
+        case .openFailed: "check dmesg for test_hmm, or use --backend sim"
         }
     }
 }

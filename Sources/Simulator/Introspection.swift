@@ -122,10 +122,10 @@ extension SimKernel {
         var problems: [String] = []
         for dmirror in openMirrors() {
             let mm = dmirror.mm
-            let entries = dmirror.mutex.withLock { dmirror.pt }
+            let entries = dmirror.mutex.withLock { dmirror.pt.entries() }
             mm.mmapLock.readLock()
             defer { mm.mmapLock.readUnlock() }
-            for (vpfn, entry) in entries.sorted(by: { $0.key < $1.key }) {
+            for (vpfn, entry) in entries {
                 let addr = vpfn << UInt64(mm.pageShift)
                 let what = "device \(dmirror.unit) maps page 0x\(String(addr, radix: 16))"
                 guard mm.vmaLookup(addr) != nil else {

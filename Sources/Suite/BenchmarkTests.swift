@@ -99,7 +99,8 @@ extension HMMSuite {
     /// up to 128 THPs), with and without MADV_HUGEPAGE, and prints the
     /// comparison; only the commands' success is asserted.
     static let benchmarkThpMigration = TestDefinition(.hmm, "benchmark_thp_migration",
-                                                      timeoutSeconds: 120, isBenchmark: true) { t in
+                                                      timeoutSeconds: 120, isBenchmark: true,
+                                                      needs: [.transparentHugePages]) { t in
         var thpSize = t.machine.pmdPageSize
         let iterations = 5
 

@@ -21,6 +21,14 @@ public struct Variant: Sendable, Hashable {
     /// hmm_is_coherent_type(): units 2 and 3 are device-coherent.
     public var isCoherent: Bool { devices[0] >= 2 }
 
+    /// What the variant's setup needs: its devices.
+    public var needs: Set<MachineCapability> {
+        var needs: Set<MachineCapability> = [.driver]
+        if isCoherent { needs.insert(.coherentDevices) }
+        if devices.count > 1 { needs.insert(.secondDevice) }
+        return needs
+    }
+
     public static let hmmDevicePrivate = Variant(fixture: .hmm, name: "hmm_device_private", devices: [0])
     public static let hmmDeviceCoherent = Variant(fixture: .hmm, name: "hmm_device_coherent", devices: [2])
     public static let hmm2DevicePrivate = Variant(fixture: .hmm2, name: "hmm2_device_private", devices: [0, 1])
@@ -44,14 +52,17 @@ public struct TestDefinition: Sendable {
     public let timeoutSeconds: Int
     /// A benchmark prints measurements; `swift test` may leave it out of its default path.
     public let isBenchmark: Bool
+    /// What the test needs beyond its variant's devices (it skips, or cannot pass, without it).
+    public let needs: Set<MachineCapability>
     public let body: @Sendable (TestContext) throws -> Void
 
     public init(_ fixture: Fixture, _ name: String, timeoutSeconds: Int = 30, isBenchmark: Bool = false,
-                body: @escaping @Sendable (TestContext) throws -> Void) {
+                needs: Set<MachineCapability> = [], body: @escaping @Sendable (TestContext) throws -> Void) {
         self.fixture = fixture
         self.name = name
         self.timeoutSeconds = timeoutSeconds
         self.isBenchmark = isBenchmark
+        self.needs = needs
         self.body = body
     }
 

@@ -22,7 +22,7 @@ extension HMMSuite {
     /// succeed; the snapshot shows the pages pinned long-term (and, for
     /// device-private memory, all of them) back in system memory, and the
     /// data is intact.
-    static let hmmGupTest = TestDefinition(.hmm, "hmm_gup_test") { t in
+    static let hmmGupTest = TestDefinition(.hmm, "hmm_gup_test", needs: [.gupTest]) { t in
         let gup: any GupTestFile
         do {
             gup = try t.machine.openGupTest()

@@ -63,6 +63,16 @@ public enum HMMSuite {
         migrateToSysEmpty,
     ]
 
+    /// The C suite's cases that need `capability` (by their test or their variant), in run order.
+    public static func caseNames(needing capability: MachineCapability) -> [String] {
+        Fixture.allCases.flatMap { fixture in
+            Variant.all(of: fixture).flatMap { variant in
+                tests.filter { $0.fixture == fixture && (variant.needs.contains(capability) || $0.needs.contains(capability)) }
+                    .map { "\(fixture.rawValue).\(variant.name).\($0.name)" }
+            }
+        }
+    }
+
     /// `extraTests` in the same fixture/variant order as `cases`.
     public static let extraCases: [TestCase] = TestDefinition.cases(of: extraTests)
 }

@@ -10,7 +10,7 @@ import MachineInterface
 extension HMMSuite {
     /// A device WRITE into a PMD-aligned MADV_HUGEPAGE region fills the
     /// whole huge page in one fault round.
-    static let anonWriteHuge = TestDefinition(.hmm, "anon_write_huge") { t in
+    static let anonWriteHuge = TestDefinition(.hmm, "anon_write_huge", needs: [.transparentHugePages]) { t in
         var size = 2 * t.machine.pmdPageSize
 
         let buffer = try t.assertBuffer(hmmBufferAlloc(t.machine, size, size, [.read, .write], [.private, .anonymous]))
@@ -37,7 +37,7 @@ extension HMMSuite {
 
     /// A device WRITE into a MAP_HUGETLB mapping (one default-size huge page
     /// covering at least 2 MiB) lands in one fault round.
-    static let anonWriteHugetlbfs = TestDefinition(.hmm, "anon_write_hugetlbfs") { t in
+    static let anonWriteHugetlbfs = TestDefinition(.hmm, "anon_write_hugetlbfs", needs: [.hugetlbPages]) { t in
         let defaultHsize = t.machine.defaultHugePageSize
 
         if t.machine.freeHugePages() == 0 {
@@ -68,7 +68,7 @@ extension HMMSuite {
     /// SNAPSHOT of a populated hugetlb page reports every base page at the
     /// same large level (PMD or PUD, taken from the first entry), writable,
     /// then readable only after mprotect(PROT_READ).
-    static let compound = TestDefinition(.hmm, "compound") { t in
+    static let compound = TestDefinition(.hmm, "compound", needs: [.hugetlbPages]) { t in
         let defaultHsize = t.machine.defaultHugePageSize
 
         if t.machine.freeHugePages() == 0 {
@@ -123,7 +123,7 @@ extension HMMSuite {
 
     /// MIGRATE_TO_DEV of an untouched read-only THP region migrates every
     /// page and reads back zeros.
-    static let migrateAnonHugeEmpty = TestDefinition(.hmm, "migrate_anon_huge_empty") { t in
+    static let migrateAnonHugeEmpty = TestDefinition(.hmm, "migrate_anon_huge_empty", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: size, protection: .read)
@@ -147,7 +147,7 @@ extension HMMSuite {
 
     /// A CPU read maps the huge zero page; migrating it moves every page,
     /// reads zeros, and the CPU faults zeros back.
-    static let migrateAnonHugeZero = TestDefinition(.hmm, "migrate_anon_huge_zero") { t in
+    static let migrateAnonHugeZero = TestDefinition(.hmm, "migrate_anon_huge_zero", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: size, protection: .read)
@@ -175,7 +175,7 @@ extension HMMSuite {
     }
 
     /// A populated THP migrated to the device can be MADV_FREEd.
-    static let migrateAnonHugeFree = TestDefinition(.hmm, "migrate_anon_huge_free") { t in
+    static let migrateAnonHugeFree = TestDefinition(.hmm, "migrate_anon_huge_free", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: size, protection: [.read, .write])
@@ -205,7 +205,7 @@ extension HMMSuite {
     /// A MADV_COLLAPSEd THP migrates whole: for device-private memory the
     /// snapshot shows a writable local device PMD and pagemap shows swap
     /// (non-present) entries; the CPU then faults the data back.
-    static let migrateAnonHugeFault = TestDefinition(.hmm, "migrate_anon_huge_fault") { t in
+    static let migrateAnonHugeFault = TestDefinition(.hmm, "migrate_anon_huge_fault", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: size, protection: [.read, .write])
@@ -258,7 +258,7 @@ extension HMMSuite {
     /// single pages fault back; after a fresh mapping migrates as a THP, a
     /// failed allocation on the way back still lets MIGRATE_TO_SYS and CPU
     /// access succeed.
-    static let migrateAnonHugeErr = TestDefinition(.hmm, "migrate_anon_huge_err") { t in
+    static let migrateAnonHugeErr = TestDefinition(.hmm, "migrate_anon_huge_err", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: 2 * size, protection: [.read, .write])
@@ -319,7 +319,7 @@ extension HMMSuite {
     /// The FAIL_ALLOC path for the huge zero page: migration still reports
     /// every page and zeros, and zeros fault back, both for a never-touched
     /// region and for one whose zero THP was mapped by a CPU read.
-    static let migrateAnonHugeZeroErr = TestDefinition(.hmm, "migrate_anon_huge_zero_err") { t in
+    static let migrateAnonHugeZeroErr = TestDefinition(.hmm, "migrate_anon_huge_zero_err", needs: [.transparentHugePages]) { t in
         let size = t.machine.pmdPageSize
 
         let buffer = try hugeBuffer(t, mmapSize: 2 * size, mirrorSize: 2 * size, protection: .read)

@@ -8,7 +8,7 @@ extension HMMSuite {
     /// READ_UNLOCKED of four missing pages registered with userfaultfd: the
     /// fault path drops mmap_lock so a handler thread can resolve each fault
     /// with UFFDIO_COPY of a 0xAB page, and the device reads those bytes.
-    static let userfaultfdRead = TestDefinition(.hmm, "userfaultfd_read") { t in
+    static let userfaultfdRead = TestDefinition(.hmm, "userfaultfd_read", needs: [.userfaultfd]) { t in
         let npages = 4
         let size = npages << t.pageShift
         let pageSize = t.pageSize

@@ -54,6 +54,40 @@ extension Sys {
         }
     }
 
+    /// getrusage(2)'s ru_minflt: this process's minor page faults so far.
+    public static func minorFaults() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_minflt
+    }
+
+    /// VmHWM of /proc/self/status: the peak resident set, in bytes.
+    public static func peakResidentBytes() -> Int? { statusBytes("VmHWM") }
+
+    /// VmRSS of /proc/self/status: the resident set now, in bytes.
+    public static func residentBytes() -> Int? { statusBytes("VmRSS") }
+
+    /// A "kB" field of /proc/self/status, in bytes.
+    static func statusBytes(_ field: String) -> Int? {
+        guard let fd = try? open("/proc/self/status", O_RDONLY) else { return nil }
+        defer { try? close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 8192)
+        let n = (try? bytes.withUnsafeMutableBytes { try read(fd, into: $0) }) ?? 0
+        let text = String(decoding: bytes[0..<n], as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
+              let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
+            return nil
+        }
+        return kilobytes * 1024
+    }
+
+    /// Resets the peak resident set to the current one (5 > /proc/self/clear_refs, Linux 4.0).
+    public static func resetPeakResident() {
+        guard let fd = try? open("/proc/self/clear_refs", O_WRONLY) else { return }
+        defer { try? close(fd) }
+        try? writeAll(fd, "5\n")
+    }
+
     /// mallopt(3): a case process keeps freed memory instead of handing it back to the host
     /// and faulting it in again (it allocates and frees megabyte buffers over and over).
     public static func keepFreedMemory() {

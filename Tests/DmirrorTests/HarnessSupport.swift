@@ -80,7 +80,9 @@ enum SpawnError: Error, CustomStringConvertible {
 
 /// Runs `dmirror arguments...` to completion, collecting stdout and stderr separately
 /// (or, `mergingStderr`, both into `stdout` through one pipe, as `2>&1` does).
-func runDmirror(_ arguments: [String], environment extra: [String] = [], mergingStderr: Bool = false) throws -> ProcessOutput {
+/// `stdoutPath`: stdout goes to that file instead (e.g. /dev/full), and `stdout` comes back empty.
+func runDmirror(_ arguments: [String], environment extra: [String] = [], mergingStderr: Bool = false,
+                stdoutPath: String? = nil) throws -> ProcessOutput {
     guard let executable = DmirrorExecutable.path else { throw SpawnError.noExecutable }
     var outPipe: [Int32] = [-1, -1]
     var errPipe: [Int32] = [-1, -1]
@@ -91,7 +93,11 @@ func runDmirror(_ arguments: [String], environment extra: [String] = [], merging
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+    if let stdoutPath {
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY, 0)
+    } else {
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+    }
     posix_spawn_file_actions_adddup2(&actions, mergingStderr ? outPipe[1] : errPipe[1], 2)
 
     var environment: [String] = []

@@ -82,8 +82,10 @@ def cmd_matrix(args):
 
 def cmd_compare(args):
     from . import compare
-    if bool(args.with_cell) == bool(args.source):
-        raise LabError("compare needs exactly one of --with CELL and --source DIR")
+    if args.mutant and args.source:
+        raise LabError("a mutant is a patch to the stock tree: drop --source, or --mutant")
+    if bool(args.with_cell) == bool(args.source) and not args.mutant:
+        raise LabError("compare needs exactly one of --with CELL and --source DIR (or --mutant NAME)")
     return compare.run_compare(args, os.path.realpath(args.out))
 
 
@@ -188,8 +190,10 @@ def parser():
     run_options(p)
     p.add_argument("--base", required=True, metavar="CELL", help="the baseline cell")
     p.add_argument("--with", dest="with_cell", metavar="CELL", help="the other cell")
+    p.add_argument("--mutant", metavar="NAME",
+                   help="the other side runs with the test_hmm.ko of scripts/mutants/NAME.patch")
     p.add_argument("--out", required=True, metavar="DIR", help="DIR/base, DIR/with, DIR/compare.md")
-    p.set_defaults(func=cmd_compare, mutant=None)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("mutants", help="each injected bug in scripts/mutants against stock 7.3")
     kernel_options(p)

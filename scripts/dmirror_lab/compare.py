@@ -134,12 +134,18 @@ def run_compare(args, out):
     os.makedirs(out, exist_ok=True)
     base_cell = cells.cell(args.base)
     base_args = copy.copy(args)
-    base_args.source = None
+    base_args.source, base_args.mutant = None, None
     s1, _ = runner.run_cell(base_args, base_cell, os.path.join(out, "base"))
-    if args.source:
-        s2, _ = runner.run_cell(args, base_cell, os.path.join(out, "with"))
+    with_out = os.path.join(out, "with")
+    if args.mutant:
+        from . import mutants
+        with_args = copy.copy(args)
+        with_args.source = None
+        s2 = mutants.run_one(with_args, cells.cell(args.with_cell or args.base), with_out)
+    elif args.source:
+        s2, _ = runner.run_cell(args, base_cell, with_out)
     else:
-        s2, _ = runner.run_cell(base_args, cells.cell(args.with_cell), os.path.join(out, "with"))
+        s2, _ = runner.run_cell(base_args, cells.cell(args.with_cell), with_out)
     text = write(document(os.path.join(out, "base"), os.path.join(out, "with")), out)
     say("")
     say(text.rstrip())

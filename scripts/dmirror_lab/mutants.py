@@ -43,7 +43,9 @@ def header(text):
             break
         head.append(line)
     body = "\n".join(head).strip()
-    return (body.splitlines() or ["?"])[0], body
+    first = (body.splitlines() or ["?"])[0]
+    # "Mutant (a), for `scripts/lab mutants`: recursive mmap_read_lock." -> what comes after
+    return first.split(": ", 1)[-1].rstrip("."), body
 
 
 def touched(text):

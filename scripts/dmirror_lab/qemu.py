@@ -57,6 +57,14 @@ def numa_args(nodes_mib, cpus):
     return out
 
 
+def smp(cpus, nodes_mib):
+    """-smp: with NUMA nodes, one socket per node, so no cache is shared across nodes
+    (else the kernel warns at boot that a CPU's LLC sibling is on another node)."""
+    if not nodes_mib or cpus % len(nodes_mib):
+        return str(cpus)
+    return f"{cpus},sockets={len(nodes_mib)},cores={cpus // len(nodes_mib)},threads=1"
+
+
 def share_args(host_dir):
     """A virtio-9p device exporting host_dir to the guest (mount tag SHARE_TAG)."""
     return ["-fsdev", f"local,id=labfs,path={host_dir},security_model=none",
@@ -75,7 +83,7 @@ def qemu_cmd(guest, info, initrd, serial, share=None):
     else:
         accel = ["-accel", "tcg", "-cpu", guest.cpu or "max"]
     cmd = ["qemu-system-x86_64", "-M", "pc", "-nodefaults", "-display", "none", "-no-reboot",
-           "-smp", str(guest.cpus), "-m", f"{guest.mem}M", *numa_args(guest.numa, guest.cpus),
+           "-smp", smp(guest.cpus, guest.numa), "-m", f"{guest.mem}M", *numa_args(guest.numa, guest.cpus),
            "-kernel", info["bzImage"], "-initrd", initrd, "-append", append,
            *(share_args(share) if share else []), *accel, *serial]
     return cmd, append

@@ -78,9 +78,12 @@ class OneLineErrors(unittest.TestCase):
 
     def test_compare_needs_one_other_side(self):
         self.one_line(["compare", "--base", "7.3-madvise", "--out", "/o"],
-                      "compare needs exactly one of --with CELL and --source DIR")
+                      "compare needs exactly one of --with CELL and --source DIR (or --mutant NAME)")
         self.one_line(["compare", "--base", "7.3-madvise", "--with", "6.1-madvise", "--source", "/s",
                        "--out", "/o"], "compare needs exactly one of --with CELL and --source DIR")
+        self.one_line(["compare", "--base", "7.3-madvise", "--mutant", "a-recursive-mmap-lock",
+                       "--source", "/s", "--out", "/o"],
+                      "a mutant is a patch to the stock tree: drop --source, or --mutant")
 
     def test_an_unknown_mutant(self):
         self.one_line(["mutants", "--mutants", "z-nothing", "--out", "/tmp/lab-mutants-test"],

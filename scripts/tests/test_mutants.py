@@ -12,7 +12,7 @@ class Patches(unittest.TestCase):
         for name, path in found.items():
             text = read(path)
             title, head = mutants.header(text)
-            self.assertTrue(title.startswith(f"Mutant ({name[0]}), for `scripts/lab mutants`: "), title)
+            self.assertTrue(head.startswith(f"Mutant ({name[0]}), for `scripts/lab mutants`: {title}."), head)
             self.assertIn("What it breaks:", head)
             self.assertIn("Expected catch:", head)
             self.assertEqual(mutants.touched(text), ["lib/test_hmm.c"])

@@ -79,7 +79,8 @@ class CommandLine(unittest.TestCase):
         self.assertIn("loglevel=8", append.split())
         self.assertIn("memmap=512M$0x420000000", append)
         self.assertIn("test_hmm.spm_addr_dev0=0x420000000", append)
-        self.assertEqual(cmd[cmd.index("-smp") + 1], "4")
+        # a socket per node: no LLC spans two nodes (the kernel warns at boot otherwise)
+        self.assertEqual(cmd[cmd.index("-smp") + 1], "4,sockets=2,cores=2,threads=1")
         self.assertEqual(cmd[cmd.index("-m") + 1], "16384M")
         i = cmd.index("-numa")
         self.assertEqual(cmd[i - 2:i + 6], [

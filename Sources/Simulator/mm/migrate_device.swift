@@ -46,7 +46,8 @@ final class MigrateVMA {
     let flags: MigrateSelect
     let faultPage: PageRef?
     /// What each collected entry was before it became a migration entry, to restore on failure.
-    fileprivate var saved: [Int: SavedEntry] = [:]
+    /// (An array, not a dictionary: every page of a window may be collected.)
+    fileprivate var saved: [SavedEntry?]
 
     var npages: Int { src.count }
 
@@ -57,6 +58,7 @@ final class MigrateVMA {
         self.start = start
         self.end = end
         let n = Int((end - start) >> UInt64(mm.pageShift))
+        saved = Array(repeating: nil, count: n)
         src = Array(repeating: MigratePfn(), count: n)
         dst = Array(repeating: MigratePfn(), count: n)
         self.pgmapOwner = pgmapOwner
@@ -119,7 +121,10 @@ extension MMStruct {
             guard args.src[i].flags.contains(.migrate), let page = args.src[i].page,
                   page.folio.extraRefs.load(ordering: .relaxed) > 0 else { continue }
             args.src[i].flags.remove(.migrate)
-            if let saved = args.saved.removeValue(forKey: i) { restore(args.address(i), saved) }
+            if let saved = args.saved[i] {
+                args.saved[i] = nil
+                restore(args.address(i), saved)
+            }
         }
     }
 

@@ -2,66 +2,138 @@
 import Glibc
 #endif
 
-/// The host memory behind simulated page frames: a small page allocator.
+/// The host memory behind simulated page frames: a small buddy allocator of
+/// two orders, a page and a PMD's worth, as the kernel's page allocator hands
+/// out order-0 pages and THPs from the same memory.
 ///
-/// Frames of one size are carved from large host mappings advised
-/// MADV_HUGEPAGE and recycled on free, as the kernel's page allocator
-/// recycles struct pages. Compared with one malloc per page this keeps the
-/// host's own page faults (first touch of fresh memory) to a few per
-/// megabyte and lets a freed 4 MiB buffer serve the next one: a case that
-/// migrates the same range ten times touches new host memory once.
+/// All frames come from one arena of reserved host address space, carved into
+/// 2 MiB blocks. A block is free, whole (a PMD-sized frame), or split into
+/// 4 KiB frames; a split block whose frames are all free again becomes a free
+/// block, so a run that migrates 256 MiB as THPs and then as small pages
+/// needs 256 MiB, not twice that. Freed frames stay resident and are reused
+/// (only a recycled frame is cleared), so a case touches fresh host memory
+/// once per frame it ever holds at the same time: steady state costs no host
+/// page faults. Frames of other sizes (rare) are mapped and unmapped directly.
 ///
 /// `@unchecked Sendable`: the free lists are protected by `lock`.
 final class PageFrameAllocator: @unchecked Sendable {
     /// One allocator per test process; frames are plain memory, not tied to a SimKernel.
     static let shared = PageFrameAllocator()
 
-    /// Host mappings are made in units of this many bytes (a multiple of 2 MiB).
-    private static let slabSize = 32 << 20
-    private static let hostHugePage = 2 << 20
+    static let smallFrame = 4096
+    static let blockSize = 2 << 20
+    private static let framesPerBlock = blockSize / smallFrame
+    /// Reserved address space (MAP_NORESERVE: only what is touched costs memory).
+    private static let arenaSize = 64 << 30
 
     private let lock = HostLock()
-    /// Freed frames by size in bytes.
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
-    /// The untouched tail of the current slab (host-zeroed memory).
-    private var fresh: UnsafeMutableRawPointer?
-    private var freshEnd: UnsafeMutableRawPointer?
+    private let arena: UnsafeMutableRawPointer
+    /// Blocks handed out so far (the arena's used prefix).
+    private var blocksUsed = 0
+    /// Blocks with nothing allocated in them.
+    private var freeBlocks: [Int] = []
+    /// A split block's free small frames (indices within the block), changed in place.
+    private final class SplitBlock {
+        var free: [Int16]
+        init(_ free: [Int16]) { self.free = free }
+    }
+    /// The split blocks, by block number.
+    private var split: [Int: SplitBlock] = [:]
+    /// Split blocks with a free small frame, to take from before splitting another.
+    private var partial: [Int] = []
+    /// Blocks ever handed out: their memory may hold old data.
+    private var touched: [Bool]
+
+    private init() {
+        let reserved = mmap(nil, Self.arenaSize, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let reserved, reserved != MAP_FAILED else {
+            fatalError("simulator: cannot reserve \(Self.arenaSize >> 30) GiB of address space for page frames")
+        }
+        // Host THP makes first touch one fault per 2 MiB instead of per 4 KiB (advice only).
+        _ = madvise(reserved, Self.arenaSize, 14 /* MADV_HUGEPAGE */)
+        arena = reserved.alignedUp(toMultipleOf: Self.blockSize)
+        touched = Array(repeating: false, count: (Self.arenaSize - (arena - reserved)) / Self.blockSize)
+    }
 
     /// A frame of `byteCount` bytes (a power-of-two multiple of the page
     /// size), aligned to its size up to 2 MiB; zero-filled when `zeroed`.
     func allocate(byteCount: Int, zeroed: Bool) -> UnsafeMutableRawPointer {
-        let (frame, recycled) = lock.withLock { take(byteCount) }
-        // Fresh slab memory is already zero; only a recycled frame needs clearing.
+        let frame: UnsafeMutableRawPointer
+        let recycled: Bool
+        switch byteCount {
+        case Self.smallFrame:
+            (frame, recycled) = lock.withLock { takeSmall() }
+        case Self.blockSize:
+            (frame, recycled) = lock.withLock {
+                let (block, used) = takeBlock()
+                return (arena + block * Self.blockSize, used)
+            }
+        default:
+            guard let mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  mapped != MAP_FAILED else {
+                fatalError("simulator: out of host memory for a \(byteCount)-byte page frame")
+            }
+            return mapped
+        }
+        // Fresh memory is already zero; only a recycled frame needs clearing.
         if zeroed && recycled { frame.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
         return frame
     }
 
-    /// Returns a frame to its free list.
+    /// Returns a frame: a small one to its block (a block whose frames are all free
+    /// is a free block again), a block to the free blocks.
     func release(_ frame: UnsafeMutableRawPointer, byteCount: Int) {
-        lock.withLock { free[byteCount, default: []].append(frame) }
+        switch byteCount {
+        case Self.smallFrame:
+            lock.withLock {
+                let offset = frame - arena
+                let block = offset / Self.blockSize
+                let frames: SplitBlock
+                if let known = split[block] {
+                    frames = known
+                } else {
+                    // A block whose every frame was out: it has a free frame again.
+                    frames = SplitBlock([])
+                    split[block] = frames
+                }
+                if frames.free.isEmpty { partial.append(block) }
+                frames.free.append(Int16((offset % Self.blockSize) / Self.smallFrame))
+                if frames.free.count == Self.framesPerBlock {
+                    split[block] = nil
+                    partial.removeAll { $0 == block }
+                    freeBlocks.append(block)
+                }
+            }
+        case Self.blockSize:
+            lock.withLock { freeBlocks.append((frame - arena) / Self.blockSize) }
+        default:
+            munmap(frame, byteCount)
+        }
     }
 
-    private func take(_ byteCount: Int) -> (UnsafeMutableRawPointer, recycled: Bool) {
-        if let frame = free[byteCount]?.popLast() { return (frame, true) }
-        let alignment = min(byteCount, Self.hostHugePage)
-        if let start = fresh, let end = freshEnd {
-            let aligned = start.alignedUp(toMultipleOf: alignment)
-            if end - aligned >= byteCount {
-                fresh = aligned + byteCount
-                return (aligned, false)
-            }
+    /// A whole block, and whether it was used before. Caller holds `lock`.
+    private func takeBlock() -> (Int, Bool) {
+        if let block = freeBlocks.popLast() { return (block, true) }
+        guard blocksUsed < touched.count else {
+            fatalError("simulator: page frames exhausted (\(Self.arenaSize >> 30) GiB of simulated memory)")
         }
-        // A new slab; whatever was left of the old one is simply not used.
-        let size = max(Self.slabSize, byteCount + Self.hostHugePage)
-        guard let slab = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              slab != MAP_FAILED else {
-            fatalError("simulator: out of host memory for page frames (\(size) bytes)")
+        blocksUsed += 1
+        touched[blocksUsed - 1] = true
+        return (blocksUsed - 1, false)
+    }
+
+    /// A small frame from a split block, splitting a block if none has one free. Caller holds `lock`.
+    private func takeSmall() -> (UnsafeMutableRawPointer, Bool) {
+        if let block = partial.last, let frames = split[block], let index = frames.free.popLast() {
+            // An empty block stays in `split` (its frames come back one by one) but leaves `partial`.
+            if frames.free.isEmpty { partial.removeLast() }
+            return (arena + block * Self.blockSize + Int(index) * Self.smallFrame, true)
         }
-        // Host THP makes first touch one fault per 2 MiB instead of per 4 KiB (advice only).
-        _ = madvise(slab, size, 14 /* MADV_HUGEPAGE */)
-        let aligned = slab.alignedUp(toMultipleOf: max(alignment, Self.hostHugePage))
-        fresh = aligned + byteCount
-        freshEnd = slab + size
-        return (aligned, false)
+        let (block, recycled) = takeBlock()
+        // Frame 0 goes out; the rest are free, taken from the low end first (address order).
+        split[block] = SplitBlock((1..<Self.framesPerBlock).reversed().map { Int16($0) })
+        partial.append(block)
+        return (arena + block * Self.blockSize, recycled)
     }
 }

@@ -16,13 +16,18 @@ extension SimKernel {
     /// (MAP_NORESERVE): only the pages the driver writes are ever backed, so a size the
     /// guest could satisfy never fails, nor aborts, on a smaller host.
     func vmalloc(_ bytes: UInt64) -> UnsafeMutableRawPointer? {
-        // WARN_ON_ONCE(!size)
-        guard bytes > 0, bytes >> UInt64(pageShift) <= UInt64(configuration.totalRAMPages) else { return nil }
+        guard !vmallocRefuses(bytes) else { return nil }
         let size = Int(bytes)
         if size <= Self.vmallocHeapLimit { return malloc(size) }
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               mapped != MAP_FAILED else { return nil }
         return mapped
+    }
+
+    /// The sizes __vmalloc_node_range_noprof() refuses before allocating anything: none
+    /// (WARN_ON_ONCE(!size)), or more pages than totalram_pages().
+    func vmallocRefuses(_ bytes: UInt64) -> Bool {
+        bytes == 0 || bytes >> UInt64(pageShift) > UInt64(configuration.totalRAMPages)
     }
 
     /// vfree() of what vmalloc(`size`) returned.

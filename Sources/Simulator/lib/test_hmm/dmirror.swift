@@ -28,7 +28,7 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
     private(set) var plain: PlainNotifierMirror?
     let mutex: KernelLock
     /// dmirror->pt: keyed by virtual PFN. Under `mutex`.
-    var pt: [UInt64: DmirrorPTEntry] = [:]
+    let pt = DmirrorPageTable()
     /// dmirror->flags (HMM_DMIRROR_FLAGS). Under `mutex`.
     var flags: UInt64 = 0
     private(set) var released = false
@@ -76,42 +76,24 @@ final class Dmirror: DmirrorFile, @unchecked Sendable {
 
     /// dmirror_do_update(): erase [start, end] (the last index is inclusive, as in the driver).
     private func doUpdate(_ start: UInt64, _ end: UInt64) {
-        let first = start >> pageShift
-        let last = end >> pageShift
-        if last &- first > UInt64(pt.count) {
-            pt = pt.filter { $0.key < first || $0.key > last }
-        } else {
-            var pfn = first
-            while pfn <= last {
-                pt.removeValue(forKey: pfn)
-                if pfn == UInt64.max { break }
-                pfn += 1
-            }
-        }
+        pt.erase(start >> pageShift, through: end >> pageShift)
     }
 
     /// The addresses in [start, end) that `pt` maps (the notifier checker's question).
     /// Read without the mutex: a checker's look takes no scheduling point, and only
     /// the running task touches `pt`.
     func mappedAddresses(_ start: UInt64, _ end: UInt64) -> [UInt64] {
-        let first = start >> pageShift
-        let last = (end &- 1) >> pageShift
-        // Probe the range when it is smaller than the table, as dmirror_do_update() walks it.
-        if last &- first < UInt64(pt.count) {
-            return (first...last).filter { pt[$0] != nil }.map { $0 << pageShift }
-        }
-        return pt.keys.filter { $0 >= first && $0 <= last }.sorted().map { $0 << pageShift }
+        pt.present(start >> pageShift, through: (end &- 1) >> pageShift).map { $0 << pageShift }
     }
 
     /// dmirror_do_update() for a plain notifier's [start, end). Caller holds `mutex`.
     func erase(_ start: UInt64, _ end: UInt64) { doUpdate(start, end &- 1) }
 
-    /// xa_erase() of `pages` entries from `addr` (dmirror_devmem_fault_alloc_and_copy).
+    /// xa_erase() of `pages` entries from `addr` (dmirror_devmem_fault_alloc_and_copy()):
+    /// the xarray's own lock, not dmirror->mutex, and no scheduling point in between.
     func erase(_ addr: UInt64, pages: Int) {
-        mutex.withLock {
-            let first = addr >> pageShift
-            for k in 0..<UInt64(pages) { pt.removeValue(forKey: first + k) }
-        }
+        let first = addr >> pageShift
+        pt.erase(first, through: first + UInt64(pages) - 1)
     }
 
     /// Tests and clears HMM_DMIRROR_FLAG_FAIL_ALLOC (one-shot).

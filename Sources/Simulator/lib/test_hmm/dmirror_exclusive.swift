@@ -33,7 +33,8 @@ extension Dmirror {
         mutex.withLock {
             let first = start >> pageShift, last = end >> pageShift
             if last - first > UInt64(pt.count) {
-                return pt.contains { $0.key >= first && $0.key < last && $0.value.tag == .atomic } ? .EPERM : nil
+                guard last > first else { return nil }
+                return pt.entries(first, through: last - 1).contains { $0.entry.tag == .atomic } ? .EPERM : nil
             }
             var pfn = first
             while pfn < last {

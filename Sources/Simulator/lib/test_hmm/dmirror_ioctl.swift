@@ -86,7 +86,9 @@ final class DmirrorBounce {
     let size: Int
     var cpages: UInt64 = 0
     let ptr: UnsafeMutableRawPointer
-    private unowned let kernel: SimKernel
+    /// The kernel whose vmalloc() gave the buffer; nil when the buffer is the caller's own
+    /// memory (nothing to copy to user afterwards, nothing to free).
+    private let kernel: SimKernel?
 
     /// Nil where vmalloc(size) fails (a size of more pages than the machine has).
     init?(kernel: SimKernel, addr: UInt64, size: UInt64) {
@@ -97,6 +99,13 @@ final class DmirrorBounce {
         self.ptr = ptr
     }
 
+    init(addr: UInt64, borrowing user: UnsafeMutableRawPointer, size: Int) {
+        self.addr = addr
+        self.size = size
+        ptr = user
+        kernel = nil
+    }
+
     /// dmirror_bounce_fini(): vfree().
-    deinit { kernel.vfree(ptr, size: size) }
+    deinit { kernel?.vfree(ptr, size: size) }
 }

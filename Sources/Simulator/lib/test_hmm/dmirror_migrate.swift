@@ -50,6 +50,24 @@ extension Dmirror {
 
     /// The whole range from `pt` into the caller's buffer (MIGRATE_TO_DEV, EXCLUSIVE).
     func readBack(_ cmd: inout DmirrorCmd, _ start: UInt64, _ end: UInt64, _ size: UInt64) -> Errno? {
+        // dmirror_bounce_init() comes first: a size vmalloc() refuses is -ENOMEM however the
+        // read would go.
+        if mm.kernel.vmallocRefuses(size) { return .ENOMEM }
+        // dmirror_do_read() into a bounce buffer, then copy_to_user(): all or nothing. When
+        // every page is in `pt` the read cannot fail, so it goes straight to the caller's
+        // buffer: the same bytes and cpages, without a second buffer the size of the range.
+        if let user = userPointer(cmd.ptr) {
+            let direct = mutex.withLock { () -> DmirrorBounce? in
+                guard mapsAll(start, end) else { return nil }
+                let bounce = DmirrorBounce(addr: start, borrowing: user, size: Int(size))
+                _ = doRead(start, end, bounce)
+                return bounce
+            }
+            if let direct {
+                cmd.cpages = direct.cpages
+                return nil
+            }
+        }
         let bounce: DmirrorBounce
         switch bounceInit(start, size) {
         case .success(let b): bounce = b
@@ -58,6 +76,16 @@ extension Dmirror {
         defer { cmd.cpages = bounce.cpages }
         if let e = mutex.withLock({ doRead(start, end, bounce) }) { return e }
         return copyToUser(cmd.ptr, bounce)
+    }
+
+    /// Every page of [start, end) is in `pt`. Caller holds `mutex`.
+    private func mapsAll(_ start: UInt64, _ end: UInt64) -> Bool {
+        var pfn = start >> pageShift
+        while pfn < end >> pageShift {
+            if pt[pfn] == nil { return false }
+            pfn += 1
+        }
+        return true
     }
 
     /// dmirror_migrate_alloc_and_copy().

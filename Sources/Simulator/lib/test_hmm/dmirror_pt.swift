@@ -1,0 +1,104 @@
+import ABI
+
+// lib/test_hmm.c's dmirror->pt: an xarray of (tagged) struct page pointers
+// indexed by virtual page number. Kept in leaves of 512 entries, one per
+// page-table page of the range, as the xarray keeps 64-entry nodes: a range
+// operation touches a leaf per 2 MiB, not a hash per page.
+
+/// The device page table of one dmirror file. A reference type on purpose:
+/// there is one table per file, never a copy.
+///
+/// `@unchecked Sendable`: changed under `Dmirror.mutex`, or (xa_erase() takes
+/// the xarray's own lock) by the running task with no scheduling point in between.
+final class DmirrorPageTable: @unchecked Sendable {
+    private static let leafShift: UInt64 = 9
+    private static let leafEntries = 1 << leafShift
+
+    private final class Leaf {
+        var entries = [DmirrorPTEntry?](repeating: nil, count: DmirrorPageTable.leafEntries)
+        var count = 0
+    }
+
+    private var leaves: [UInt64: Leaf] = [:]
+    /// Entries present (xa's count of stored entries).
+    private(set) var count = 0
+
+    var isEmpty: Bool { count == 0 }
+
+    /// xa_load() / xa_store() (nil: xa_erase()).
+    subscript(pfn: UInt64) -> DmirrorPTEntry? {
+        get { leaves[pfn >> Self.leafShift]?.entries[Int(pfn & UInt64(Self.leafEntries - 1))] }
+        set {
+            let key = pfn >> Self.leafShift
+            let slot = Int(pfn & UInt64(Self.leafEntries - 1))
+            if let newValue {
+                let leaf = leaves[key] ?? {
+                    let fresh = Leaf()
+                    leaves[key] = fresh
+                    return fresh
+                }()
+                if leaf.entries[slot] == nil {
+                    leaf.count += 1
+                    count += 1
+                }
+                leaf.entries[slot] = newValue
+            } else if let leaf = leaves[key], leaf.entries[slot] != nil {
+                leaf.entries[slot] = nil
+                leaf.count -= 1
+                count -= 1
+                if leaf.count == 0 { leaves[key] = nil }
+            }
+        }
+    }
+
+    /// Erases every entry in [first, last] (inclusive, as dmirror_do_update() walks it).
+    func erase(_ first: UInt64, through last: UInt64) {
+        guard first <= last, count > 0 else { return }
+        let firstLeaf = first >> Self.leafShift
+        let lastLeaf = last >> Self.leafShift
+        // A huge range (a whole-mm invalidation) visits the leaves there are, not every key.
+        let keys = lastLeaf &- firstLeaf >= UInt64(leaves.count)
+            ? leaves.keys.filter { $0 >= firstLeaf && $0 <= lastLeaf }
+            : Array(firstLeaf...lastLeaf).filter { leaves[$0] != nil }
+        for key in keys {
+            guard let leaf = leaves[key] else { continue }
+            let base = key << Self.leafShift
+            let from = key == firstLeaf ? Int(first - base) : 0
+            let to = key == lastLeaf ? Int(last - base) : Self.leafEntries - 1
+            for slot in from...to where leaf.entries[slot] != nil {
+                leaf.entries[slot] = nil
+                leaf.count -= 1
+                count -= 1
+            }
+            if leaf.count == 0 { leaves[key] = nil }
+        }
+    }
+
+    /// The present virtual page numbers in [first, last], ascending.
+    func present(_ first: UInt64, through last: UInt64) -> [UInt64] {
+        entries(first, through: last).map(\.pfn)
+    }
+
+    /// The entries in [first, last], ascending (everything by default).
+    func entries(_ first: UInt64 = 0, through last: UInt64 = .max) -> [(pfn: UInt64, entry: DmirrorPTEntry)] {
+        guard count > 0, first <= last else { return [] }
+        let firstLeaf = first >> Self.leafShift
+        let lastLeaf = last >> Self.leafShift
+        var found: [(pfn: UInt64, entry: DmirrorPTEntry)] = []
+        for key in leaves.keys.filter({ $0 >= firstLeaf && $0 <= lastLeaf }).sorted() {
+            let leaf = leaves[key]!
+            let base = key << Self.leafShift
+            for (slot, entry) in leaf.entries.enumerated() {
+                guard let entry else { continue }
+                let pfn = base + UInt64(slot)
+                if pfn >= first && pfn <= last { found.append((pfn, entry)) }
+            }
+        }
+        return found
+    }
+
+    func removeAll() {
+        leaves.removeAll()
+        count = 0
+    }
+}
