@@ -124,6 +124,9 @@ enum {
 	DMIRROR_GUP_BASIC_TEST         = 4,
 	DMIRROR_FOLL_WRITE             = 0x01,
 	DMIRROR_FOLL_LONGTERM          = 0x100,
+	/* Before v6.2 the FOLL_* flags were #defines in linux/mm.h, and
+	 * FOLL_LONGTERM was 0x10000 (0x100 was FOLL_HWPOISON there). */
+	DMIRROR_FOLL_LONGTERM_PRE_6_2  = 0x10000,
 };
 
 #endif /* DMIRROR_ABI_H */

@@ -80,4 +80,16 @@ public struct GupFlags: OptionSet, Sendable, Hashable {
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     public static let write = GupFlags(rawValue: UInt32(DMIRROR_FOLL_WRITE))
     public static let longterm = GupFlags(rawValue: UInt32(DMIRROR_FOLL_LONGTERM))
+
+    /// The first kernel whose FOLL_* values are the enum of linux/mm_types.h (v6.2, where
+    /// FOLL_LONGTERM moved from 0x10000 to 0x100); the values above are those.
+    public static let enumValuesSince = KernelVersion(6, 2)
+
+    /// The gup_flags word to hand gup_test on `kernel`. The bits are kernel-internal, so they
+    /// follow the running kernel: on 6.1, 0x100 is FOLL_HWPOISON and gup_test warns on it.
+    /// Nil `kernel` (unknown) means the newest values.
+    public func kernelValue(on kernel: KernelVersion?) -> UInt32 {
+        guard let kernel, kernel < GupFlags.enumValuesSince, contains(.longterm) else { return rawValue }
+        return rawValue & ~GupFlags.longterm.rawValue | UInt32(DMIRROR_FOLL_LONGTERM_PRE_6_2)
+    }
 }

@@ -25,10 +25,16 @@ final class LinuxFile: MachineFile {
 /// /sys/kernel/debug/gup_test.
 final class LinuxGupTest: GupTestFile {
     let fd: FileDescriptor
-    init(fd: FileDescriptor) { self.fd = fd }
+    /// The running kernel, whose FOLL_* values gup_flags takes.
+    let kernel: KernelVersion?
+    init(fd: FileDescriptor, kernel: KernelVersion?) {
+        self.fd = fd
+        self.kernel = kernel
+    }
 
     func run(_ operation: GupTestOperation, address: UInt64, size: Int, flags: GupFlags, pagesPerCall: Int) throws(Errno) {
-        try Sys.gupTest(fd, operation, address: address, size: size, flags: flags, pagesPerCall: pagesPerCall)
+        try Sys.gupTest(fd, operation, address: address, size: size, flags: flags.kernelValue(on: kernel),
+                        pagesPerCall: pagesPerCall)
     }
 
     func close() { try? Sys.close(fd) }

@@ -135,7 +135,7 @@ public final class LinuxMachine: Machine {
     }
 
     public func openGupTest() throws(Errno) -> any GupTestFile {
-        LinuxGupTest(fd: try Sys.open("/sys/kernel/debug/gup_test", O_RDWR))
+        LinuxGupTest(fd: try Sys.open("/sys/kernel/debug/gup_test", O_RDWR), kernel: KernelVersion(release: Sys.kernelRelease()))
     }
 
     public func userfaultfd() throws(Errno) -> any UserfaultFile {

@@ -58,11 +58,12 @@ extension Sys {
         FileDescriptor(rawValue: try shim("eventfd", []) { dmirror_sys_eventfd() })
     }
 
-    /// One gup_test ioctl (mm/gup_test.h) over [address, address + size).
+    /// One gup_test ioctl (mm/gup_test.h) over [address, address + size); `flags` is the running
+    /// kernel's FOLL_* word (`GupFlags.kernelValue(on:)`).
     public static func gupTest(_ fd: FileDescriptor, _ operation: GupTestOperation, address: UInt64, size: Int,
-                               flags: GupFlags, pagesPerCall: Int) throws(Errno) {
+                               flags: UInt32, pagesPerCall: Int) throws(Errno) {
         _ = try shim("ioctl", [String(fd.rawValue), "gup_test \(operation.rawValue)"]) {
-            dmirror_gup_test(fd.rawValue, operation.rawValue, address, UInt64(size), flags.rawValue, UInt32(pagesPerCall))
+            dmirror_gup_test(fd.rawValue, operation.rawValue, address, UInt64(size), flags, UInt32(pagesPerCall))
         }
     }
 }

@@ -57,6 +57,16 @@ struct ABITests {
         #expect(ABIGeneration.v6_0.request(for: .snapshot) == 0xC028_4804)
     }
 
+    @Test("gup_flags follow the running kernel: FOLL_LONGTERM is 0x10000 before 6.2 (0x100 was FOLL_HWPOISON), 0x100 after")
+    func gupFlagsPerKernel() {
+        let flags: GupFlags = [.write, .longterm]
+        #expect(flags.kernelValue(on: KernelVersion(6, 1, 176)) == 0x10001)
+        #expect(flags.kernelValue(on: KernelVersion(6, 2)) == 0x101)
+        #expect(flags.kernelValue(on: KernelVersion(7, 3, 4)) == 0x101)
+        #expect(flags.kernelValue(on: nil) == 0x101)
+        #expect(GupFlags.write.kernelValue(on: KernelVersion(5, 7)) == 0x1)
+    }
+
     @Test("the generation is chosen from uname -r", arguments: [
         ("7.3.4-amd64", ABIGeneration.v7_3), ("7.10.0", .v7_3), ("8.0.1", .v7_3),
         ("6.18.44-fc-v595", .v6_18), ("7.2.0-rc3", .v6_18), ("6.17.9", .v6_1), ("6.1.0-28-amd64", .v6_1),
