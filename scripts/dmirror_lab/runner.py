@@ -88,9 +88,33 @@ def merge_traces(boot_list, results, dest):
     return dest
 
 
-def record_traces(cell, release, kernel_traces, root=TRACES):
-    """Tests/KernelTraces/<cell>/: the kernel's traces of this cell and cell.json,
-    for `swift test` to hold the simulator to."""
+def cell_findings(summary):
+    """The cell's kernel findings as cell.json carries them: {case: one-line reason},
+    from the run's summary (cases failing in both suites, kernel faults, hangs, new
+    splats). A finding of a lab step (boot, insmod, rmmod) names no case and is
+    left out. `swift test` tolerates trace differences only in these cases."""
+    summary = summary or {}
+    cases = set().union(*(summary.get("verdicts", {}).values() or [()]))
+    out = {}
+    for f in summary.get("findings", []):
+        case = f.get("case", "")
+        if case not in cases:
+            continue
+        reason = "; ".join(" ".join(k.split()) for k in f.get("kinds", []))
+        out[case] = reason[:300] if len(reason) <= 300 else reason[:297] + "..."
+    return dict(sorted(out.items()))
+
+
+def write_cell_json(dest, cell, release, summary=None):
+    with open(os.path.join(dest, "cell.json"), "w") as f:
+        json.dump({**cell.as_json(release), "findings": cell_findings(summary)}, f, indent=1)
+        f.write("\n")
+
+
+def record_traces(cell, release, kernel_traces, root=TRACES, summary=None):
+    """Tests/KernelTraces/<cell>/: the kernel's traces of this cell and cell.json
+    (with the cell's kernel findings from summary), for `swift test` to hold the
+    simulator to."""
     dest = os.path.join(root, cell.name)
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(dest)
@@ -99,9 +123,7 @@ def record_traces(cell, release, kernel_traces, root=TRACES):
         if f.endswith(".trace"):
             shutil.copy(os.path.join(kernel_traces, f), os.path.join(dest, f))
             n += 1
-    with open(os.path.join(dest, "cell.json"), "w") as f:
-        json.dump(cell.as_json(release), f, indent=1)
-        f.write("\n")
+    write_cell_json(dest, cell, release, summary)
     return dest, n
 
 
@@ -150,7 +172,7 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
                                 spm=(spm0, spm1), c_resumable=not c_whole)
     status, summary = report.report(ctx)
     if getattr(args, "record_traces", False) and trace and not args.only and not upto:
-        dest, n = record_traces(cell, release, kernel_traces)
+        dest, n = record_traces(cell, release, kernel_traces, summary=summary)
         say(f"traces: recorded {n} kernel traces and cell.json in {os.path.relpath(dest, REPO)}")
     summary["times"]["lab_s"] = round(time.time() - t0, 1)
     with open(os.path.join(out, "summary.json"), "w") as f:

@@ -59,8 +59,35 @@ class Traces(unittest.TestCase):
             self.assertEqual((dest, n), (os.path.join(root, "7.3-always"), 4))
             self.assertEqual(json.loads(read(dest, "cell.json")),
                              {"cell": "7.3-always", "release": "7.3.4", "thp": "always", "test_hmm": "m",
-                              "profile": "lab", "coherent": True})
+                              "profile": "lab", "coherent": True, "findings": {}})
             self.assertEqual(sorted(os.listdir(dest))[0], "cell.json")
+
+    def test_cell_json_carries_the_kernel_findings_of_the_summary(self):
+        gup = "hmm.hmm_device_private.hmm_gup_test"
+        huge = "hmm.hmm_device_coherent.migrate_anon_huge_err"
+        summary = {
+            "verdicts": {"kselftest": {gup: "pass", huge: "crash"}, "dmirror": {gup: "fail", huge: "crash"}},
+            "findings": [
+                {"case": huge, "kinds": ["kselftest: kernel fault (boot 1): BUG: kernel NULL pointer\n"
+                                         "dereference", "dmirror: kernel fault (boot 2): BUG: x"]},
+                {"case": gup, "kinds": ["dmirror: 1 new splat(s): WARNING: at mm/gup.c:3047 "
+                                        "internal_get_user_pages_fast"]},
+                {"case": "rmmod", "kinds": ["1 new splat(s): WARNING: at mm/memremap.c"]},
+                {"case": "hmm.hmm_device_private.long", "kinds": ["fails in both suites: " + "x" * 400]},
+            ]}
+        summary["verdicts"]["kselftest"]["hmm.hmm_device_private.long"] = "fail"
+        with tempfile.TemporaryDirectory() as root:
+            dest, _ = runner.record_traces(cells.cell("6.1-madvise"), "6.1.176",
+                                           fixture("kernel-traces", "7.3"), root, summary=summary)
+            found = json.loads(read(dest, "cell.json"))["findings"]
+        self.assertEqual(list(found), sorted(found))
+        self.assertEqual(found[huge], "kselftest: kernel fault (boot 1): BUG: kernel NULL pointer "
+                                      "dereference; dmirror: kernel fault (boot 2): BUG: x")
+        self.assertEqual(found[gup], "dmirror: 1 new splat(s): WARNING: at mm/gup.c:3047 "
+                                     "internal_get_user_pages_fast")
+        self.assertNotIn("rmmod", found)           # a lab step's finding names no case
+        self.assertEqual(len(found["hmm.hmm_device_private.long"]), 300)
+        self.assertTrue(all("\n" not in v for v in found.values()))
 
 
 if __name__ == "__main__":
