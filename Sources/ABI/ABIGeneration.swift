@@ -34,6 +34,12 @@ public enum ABIGeneration: String, CaseIterable, Sendable, Comparable, CustomStr
 
     public static func < (a: ABIGeneration, b: ABIGeneration) -> Bool { a.firstRelease < b.firstRelease }
 
+    /// Whether device memory takes THPs whole: MIGRATE_VMA_SELECT_COMPOUND and the
+    /// zone-device THP folios came with the series that added FLAGS (6.18). Before it,
+    /// migrate_vma_collect_pmd() splits a PMD-mapped THP with split_folio() and skips a
+    /// PTE-mapped one ("FIXME support THP"), and test_hmm allocates order-0 device pages only.
+    public var migratesDeviceTHP: Bool { self >= .v6_18 }
+
     /// The generation a kernel of this `uname -r` release speaks, e.g. "7.3.4-amd64" → `.v7_3`.
     /// Nil for releases older than v5.7 (no test_hmm) or that cannot be parsed.
     public init?(kernelRelease: String) {

@@ -85,6 +85,9 @@ public final class SimKernel: @unchecked Sendable {
     /// The huge zero folio.
     let hugeZeroFolio: Folio
     let hugetlbPool: HugetlbPool
+    /// Whether this release migrates THPs to device memory whole (6.18 on): decided by the
+    /// release modelled, not the ABI forced on it.
+    let migratesDeviceTHP: Bool
     /// dmirror_devices[]: nil where the device does not exist.
     private(set) var devices: [DmirrorDevice?] = []
 
@@ -128,6 +131,7 @@ public final class SimKernel: @unchecked Sendable {
         hugeZeroFolio = Folio(kind: .hugeZero, order: pmdShift - pageShift, pageSize: configuration.pageSize)
         hugetlbPool = HugetlbPool(pages: configuration.hugetlbPoolPages, pageSize: configuration.pageSize,
                                   hugePageSize: configuration.hugetlbPageSize)
+        migratesDeviceTHP = ABIGeneration(configuration.release)?.migratesDeviceTHP ?? true
         // hmm_dmirror_init()
         var devs: [DmirrorDevice?] = [
             DmirrorDevice(kernel: self, minor: 0, type: .devicePrivate),

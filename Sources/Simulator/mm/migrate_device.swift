@@ -181,6 +181,12 @@ extension MMStruct {
                     collectWholePMD(addr, folio, writable: writable, saved: .huge(folio, writable: writable))
                     addr = segEnd
                     continue
+                } else if !kernel.migratesDeviceTHP {
+                    // Before 6.18: split_folio() of the THP, which fails while the folio is
+                    // pinned (migrate_vma_collect_skip() of the PMD); after it, the PTE walk.
+                    guard folio.extraRefs.load(ordering: .relaxed) == 0 else { addr = segEnd; continue }
+                    folio.splitToPages = true
+                    return (pmdStart, addr)
                 } else {
                     return (pmdStart, addr)
                 }
@@ -234,6 +240,8 @@ extension MMStruct {
                             args.saved[i] = .pte(pte)
                             table.entries[ti] = .migration(page, writable: writable)
                         }
+                    } else if folio.isTransCompound && !kernel.migratesDeviceTHP {
+                        // Before 6.18, "FIXME support THP": a PTE-mapped THP is not collected.
                     } else if folio.kind == .anon && args.flags.contains(.system) {
                         // Only anonymous memory can move to device memory; page cache,
                         // kernel (vm_insert_page) and hugetlb pages are left in place.

@@ -74,6 +74,12 @@ final class Folio: @unchecked Sendable {
     /// folio_test_anon() of a hugetlb folio: one that hugetlb_no_page() gave a private
     /// mapping (hugetlb_add_new_anon_rmap()), not a page of a hugetlbfs page cache.
     var hugetlbAnon = false
+    /// split_folio() has run on this folio (before 6.18, migrate_vma_collect_pmd() splits a
+    /// PMD-mapped THP it collects): its pages are order-0 folios now, which the simulator keeps
+    /// in one storage. Written under the page table lock.
+    var splitToPages = false
+    /// PageTransCompound(): a page of a large folio that has not been split.
+    var isTransCompound: Bool { order > 0 && !splitToPages }
 
     init(kind: Kind, order: Int, pageSize: Int, pfn: UInt64 = 0, pgmap: DevPagemap? = nil, zeroed: Bool = true) {
         self.kind = kind

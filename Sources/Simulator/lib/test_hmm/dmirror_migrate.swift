@@ -20,7 +20,7 @@ extension Dmirror {
             defer { plain?.deviceLock.unlock() }
             return forEachWindow(start, end) { vma, addr, next in
                 let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
-                                      flags: [.system, .compound])
+                                      flags: mdevice.compoundSelect.union(.system))
                 if let e = mm.migrateVMASetup(args) { return e }
                 migrateAllocAndCopy(args)
                 mm.migrateVMAPages(args)
@@ -161,7 +161,7 @@ extension Dmirror {
             defer { mm.mmapLock.readUnlock() }
             return forEachWindow(start, end) { vma, addr, next in
                 let args = MigrateVMA(mm: mm, vma: vma, start: addr, end: next, pgmapOwner: mdevice,
-                                      flags: mdevice.select.union(.compound))
+                                      flags: mdevice.select.union(mdevice.compoundSelect))
                 if let e = mm.migrateVMASetup(args) { return e }
                 if !mdevice.devmemFaultAllocAndCopy(args, self) {
                     mm.migrateVMAFinalize(args)
@@ -178,6 +178,9 @@ extension Dmirror {
 }
 
 extension DmirrorDevice {
+    /// MIGRATE_VMA_SELECT_COMPOUND where the release has device THPs; none before 6.18.
+    var compoundSelect: MigrateSelect { kernel.migratesDeviceTHP ? .compound : [] }
+
     /// dmirror_devmem_fault(): dev_pagemap_ops.migrate_to_ram. The CPU touched
     /// a device-private page; migrate it (order 0 when PTE-mapped) back to RAM.
     func migrateToRam(mm: MMStruct, vma: VMArea, address: UInt64, page: PageRef, ptMapped: Bool) -> VMFault {
