@@ -61,6 +61,14 @@ struct FuzzCommand: ParsableCommand {
                                valueName: "N"))
     var jobs: Int?
 
+    @Flag(name: .customLong("against-sim"),
+          help: "With --backend kernel: run each scenario again on the simulator configured as this kernel; a difference in the result lines fails the scenario and is shrunk.")
+    var againstSim = false
+
+    @Flag(name: .customLong("kmsg-markers"),
+          help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
+    var kmsgMarkers = false
+
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
 
     func validate() throws {
@@ -74,6 +82,7 @@ struct FuzzCommand: ParsableCommand {
             throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
         }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
+        if againstSim && backend != .kernel { throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel") }
     }
 
     func run() throws {
@@ -84,9 +93,18 @@ struct FuzzCommand: ParsableCommand {
         let options = ScenarioRunOptions(checks: true,
                                          buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
                                          prepareProcess: quietFaults)
+        let markers: KmsgMarkers?
+        do throws(Errno) {
+            markers = kmsgMarkers ? try KmsgMarkers() : nil
+        } catch {
+            throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
+        }
         let runner = FuzzRunner(launcher: CaseLauncher(timeoutOverride: timeout, makeMachine: resolved.makeMachine),
                                 workers: workers,
-                                options: options, backend: resolved.info)
+                                options: options, backend: resolved.info, markers: markers)
+        let twin = againstSim ? SimulatorTwin.ofRunningKernel(abi: resolved.abi) : nil
+        let twinRunner = twin?.runner(timeout: timeout)
+        var differences: [(index: Int, scenario: Scenario, difference: String)] = []
         let generator = ScenarioGenerator(length: length)
         CaseLauncher.forwardInterrupts()
 
@@ -108,13 +126,25 @@ struct FuzzCommand: ParsableCommand {
                 }
             }
             if writeAll, let out { try write(scenarios, to: out) }
+            var kernelReports = [ScenarioReport?](repeating: nil, count: scenarios.count)
             let reporter = ScenarioReporter(format: format, scenarios: scenarios, failuresOnly: format == .text,
                                             sink: sink, printsHeader: !printedHeader, printsTotals: false) { k, report in
                 violations += report.violations
+                kernelReports[k] = report
                 if !report.passed { failures.append((indices[k], scenarios[k], report)) }
             }
             printedHeader = true
             runner.run(scenarios, reporter: reporter)
+            if let twinRunner {
+                for (k, simulated) in twinRunner.reports(scenarios).enumerated() {
+                    guard let kernel = kernelReports[k],
+                          let difference = SimulatorTwin.difference(kernel: kernel, simulator: simulated) else { continue }
+                    differences.append((indices[k], scenarios[k], difference))
+                    sink.out(format == .jsonl
+                        ? "{\"scenario\": \(JSON.quote(scenarios[k].name)), \"against_sim\": \(JSON.quote(difference))}"
+                        : "# \(scenarios[k].name): differs from the simulator: \(difference)")
+                }
+            }
             next += indices.count
         }
         let seconds = Double(Sys.monotonicNanoseconds() - started) / 1e9
@@ -123,22 +153,58 @@ struct FuzzCommand: ParsableCommand {
         for failure in failures.prefix(shrinkLimit) {
             try shrink(failure.scenario, failure.report, runner: runner, sink: sink)
         }
+        if let twinRunner {
+            for d in differences.prefix(max(0, shrinkLimit - failures.count)) {
+                try shrinkDifference(d.scenario, d.difference, kernel: runner, simulator: twinRunner, sink: sink)
+            }
+        }
         if failures.count > shrinkLimit {
             sink.out("# \(failures.count - shrinkLimit) more failing scenario(s) not shrunk (--shrink-limit \(shrinkLimit))")
         }
-        let summary = "\(count) scenarios in \(Self.fixed(seconds, 2)) s: \(Self.fixed(rate, 1)) scenarios/s "
+        var summary = "\(count) scenarios in \(Self.fixed(seconds, 2)) s: \(Self.fixed(rate, 1)) scenarios/s "
             + "(backend \(resolved.info.name), -j \(workers), length \(length), seed \(seed)); "
             + "\(failures.count) failed, \(violations) invariant violation(s)"
+        if let twin { summary += "; \(differences.count) differ from the simulator (\(twin.resolved.info.detail))" }
         switch format {
         case .text: sink.out("# fuzz: " + summary)
         case .jsonl:
             sink.out("{\"fuzz\": {\"count\": \(count), \"seconds\": \(Self.fixed(seconds, 3)), \"rate\": \(Self.fixed(rate, 1)), "
-                     + "\"failed\": \(failures.count), \"violations\": \(violations)}, \"passed\": \(failures.isEmpty)}")
+                     + "\"failed\": \(failures.count), \"violations\": \(violations), \"differ\": \(differences.count)}, "
+                     + "\"passed\": \(failures.isEmpty && differences.isEmpty)}")
         }
         if let failure = sink.failure {
             throw refuse("the report could not be written: \(failure.errno.named); it is incomplete", exit: KSFTExit.fail)
         }
-        throw ExitCode(failures.isEmpty ? KSFTExit.pass : KSFTExit.fail)
+        throw ExitCode(failures.isEmpty && differences.isEmpty ? KSFTExit.pass : KSFTExit.fail)
+    }
+
+    /// Shrinks a scenario whose kernel and simulator lines differ, keeping them different,
+    /// and writes it out with both sides' first differing line.
+    func shrinkDifference(_ scenario: Scenario, _ difference: String, kernel: FuzzRunner, simulator: FuzzRunner,
+                          sink: ReportSink) throws {
+        let shrinker = ScenarioShrinker(maxAttempts: maxShrink, batchSize: max(simulator.workers, 2))
+        let result = shrinker.shrink(scenario) { candidates in
+            zip(kernel.reports(candidates), simulator.reports(candidates)).map {
+                SimulatorTwin.difference(kernel: $0, simulator: $1) != nil
+            }
+        }
+        let shrunk = zip(kernel.reports([result.scenario]), simulator.reports([result.scenario]))
+            .compactMap { SimulatorTwin.difference(kernel: $0, simulator: $1) }.first ?? difference
+        let before = ScenarioFacts.count(scenario.statements), after = ScenarioFacts.count(result.scenario.statements)
+        let header = [
+            "dmirror fuzz --seed \(seed) --length \(length) --against-sim: \(scenario.name), shrunk from \(before) to "
+                + "\(after) statements in \(result.attempts) runs",
+            "differs from the simulator: " + shrunk,
+        ]
+        let text = ScenarioPrinter.print(result.scenario, header: header)
+        if let out {
+            let path = (out.hasSuffix("/") ? out : out + "/") + scenario.name + ".diff.scn"
+            try writeFile(path, text)
+            sink.out("# shrunk \(scenario.name) (differs): \(before) → \(after) statements (\(result.attempts) runs): \(path)")
+        } else {
+            sink.out("# shrunk \(scenario.name) (differs): \(before) → \(after) statements (\(result.attempts) runs):")
+            for line in text.split(separator: "\n") { sink.out("#   " + line) }
+        }
     }
 
     /// Shrinks one failing scenario (same failure signature) and writes it out.
@@ -197,13 +263,15 @@ struct FuzzRunner {
     let workers: Int
     let options: ScenarioRunOptions
     let backend: BackendInfo
+    /// BEGIN/END of each scenario in /dev/kmsg (the kernel's runs).
+    var markers: KmsgMarkers? = nil
 
     func cases(_ scenarios: [Scenario]) -> RunPlan {
         RunPlan(cases: scenarios.map { ScenarioCase.make($0, name: $0.name, options: options, emit: scenarioEmit) })
     }
 
     func run(_ scenarios: [Scenario], reporter: ScenarioReporter) {
-        SuiteRunner(launcher: launcher, reporter: reporter, jobs: workers).run(cases(scenarios), backend: backend)
+        SuiteRunner(launcher: launcher, reporter: reporter, jobs: workers, markers: markers).run(cases(scenarios), backend: backend)
     }
 
     /// The reports of `scenarios`, nothing printed.

@@ -42,6 +42,14 @@ struct ScenarioCommand: ParsableCommand {
     @Flag(name: .customLong("no-checks"), help: "Do not check the shadow model and invariants (simulator).")
     var noChecks = false
 
+    @Flag(name: .customLong("against-sim"),
+          help: "With --backend kernel: run each scenario again on the simulator configured as this kernel and report where their result lines differ.")
+    var againstSim = false
+
+    @Flag(name: .customLong("kmsg-markers"),
+          help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
+    var kmsgMarkers = false
+
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
 
     func validate() throws {
@@ -51,6 +59,7 @@ struct ScenarioCommand: ParsableCommand {
             throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
         }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
+        if againstSim && backend != .kernel { throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel") }
     }
 
     func run() throws {
@@ -75,16 +84,41 @@ struct ScenarioCommand: ParsableCommand {
                                          buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
                                          prepareProcess: quietFaults)
         let cases = scenarios.map { ScenarioCase.make($0, name: $0.name, options: options, emit: scenarioEmit) }
-        let reporter = ScenarioReporter(format: format, scenarios: scenarios)
+        var kernelReports = [ScenarioReport?](repeating: nil, count: scenarios.count)
+        let reporter = ScenarioReporter(format: format, scenarios: scenarios) { k, report in kernelReports[k] = report }
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
+        let markers: KmsgMarkers?
+        do throws(Errno) {
+            markers = kmsgMarkers ? try KmsgMarkers() : nil
+        } catch {
+            throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
+        }
         CaseLauncher.forwardInterrupts()
-        SuiteRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), reporter: reporter, jobs: workers)
+        SuiteRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), reporter: reporter, jobs: workers,
+                    markers: markers)
             .run(RunPlan(cases: cases), backend: resolved.info)
+        var differing = 0
+        if againstSim {
+            let twin = SimulatorTwin.ofRunningKernel(abi: resolved.abi)
+            let simulated = twin.runner(timeout: nil).reports(scenarios)
+            for (k, scenario) in scenarios.enumerated() {
+                guard let kernel = kernelReports[k] else { continue }
+                if let difference = SimulatorTwin.difference(kernel: kernel, simulator: simulated[k]) {
+                    differing += 1
+                    reporter.sink.out(format == .jsonl
+                        ? "{\"scenario\": \(JSON.quote(scenario.name)), \"against_sim\": \(JSON.quote(difference))}"
+                        : "# \(scenario.name): differs from the simulator (\(twin.resolved.info.detail)): \(difference)")
+                }
+            }
+            let same = scenarios.count - differing
+            reporter.sink.out(format == .jsonl ? "{\"against_sim\": {\"same\": \(same), \"differ\": \(differing)}}"
+                              : "# against the simulator: \(same) same, \(differing) differ")
+        }
         if let failure = reporter.sink.failure {
             throw refuse("the report could not be written to \(failure.stream == 1 ? "stdout" : "stderr"): "
                          + "\(failure.errno.named); it is incomplete", exit: KSFTExit.fail)
         }
-        throw ExitCode(reporter.failed == 0 ? KSFTExit.pass : KSFTExit.fail)
+        throw ExitCode(reporter.failed == 0 && differing == 0 ? KSFTExit.pass : KSFTExit.fail)
     }
 }
 

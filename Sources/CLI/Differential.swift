@@ -1,0 +1,47 @@
+import ABI
+import Harness
+import Linux
+import Scenario
+import Simulator
+import Syscalls
+
+/// `--against-sim` of `scenario` and `fuzz`: every scenario the real driver ran runs
+/// again on the simulator configured as the running kernel, and the two lists of
+/// result lines must be equal. The kernel is the oracle, so a difference is the
+/// simulator's to explain: fixed there, or recorded as a kernel finding.
+struct SimulatorTwin {
+    let resolved: ResolvedBackend
+
+    /// The simulator as this kernel: its release (ABI and behaviour), its THP mode,
+    /// and the coherent devices only if test_hmm has them here.
+    static func ofRunningKernel(abi: ABIGeneration) -> SimulatorTwin {
+        let release = KernelVersion(release: Sys.kernelRelease()) ?? SimConfiguration.newestRelease
+        let text = SysFile.read("/sys/kernel/mm/transparent_hugepage/enabled", limit: 256) ?? ""
+        let mode = text.split(separator: " ").first { $0.hasPrefix("[") }
+            .flatMap { SimConfiguration.THPMode(rawValue: String($0.dropFirst().prefix { $0 != "]" })) } ?? .never
+        var resolved = BackendResolver.simulator(abi: abi, SimulatedKernel(release: release, thp: mode), note: nil)
+        resolved.simulated.hasCoherentDevices = (try? Sys.access("/dev/hmm_dmirror2", F_OK)) != nil
+        return SimulatorTwin(resolved: resolved)
+    }
+
+    /// Runs scenarios on the simulator, in parallel, nothing printed.
+    func runner(timeout: Double?) -> FuzzRunner {
+        FuzzRunner(launcher: CaseLauncher(timeoutOverride: timeout, makeMachine: resolved.makeMachine),
+                   workers: Sys.onlineCPUs,
+                   options: ScenarioRunOptions(checks: true, buffers: HeapBuffers(), prepareProcess: quietFaults),
+                   backend: resolved.info)
+    }
+
+    /// Where the kernel's result lines and the simulator's first part, or nil if they are equal.
+    static func difference(kernel: ScenarioReport, simulator: ScenarioReport) -> String? {
+        let a = kernel.comparableLines, b = simulator.comparableLines
+        guard a != b else { return nil }
+        let index = (0..<min(a.count, b.count)).first { a[$0] != b[$0] } ?? min(a.count, b.count)
+        let k = index < a.count ? a[index] : "(nothing)", s = index < b.count ? b[index] : "(nothing)"
+        return "result line \(index + 1): kernel `\(k)`, simulator `\(s)`"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
