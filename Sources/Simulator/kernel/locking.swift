@@ -14,21 +14,25 @@ import Glibc
 /// `@unchecked Sendable`: only the running task touches it.
 final class KernelLock: @unchecked Sendable {
     let lockClass: LockClass
-    unowned(unsafe) let scheduler: Scheduler
+    // Unmanaged references: the scheduler outlives its locks and keeps every task, and a
+    // retain per acquisition is measurable (several locks are taken per migrated page).
+    private let schedulerRef: Unmanaged<Scheduler>
+    var scheduler: Scheduler { schedulerRef.takeUnretainedValue() }
     /// The exclusive holder (a spinlock's, a mutex's, a writer's).
-    private(set) var owner: SimTask?
+    private var ownerRef: Unmanaged<SimTask>?
+    var owner: SimTask? { ownerRef?.takeUnretainedValue() }
     /// An rw_semaphore's readers.
     private var readers: [SimTask] = []
     /// Writers waiting: a new reader waits behind them (the rwsem is fair to writers).
     private var writersWaiting = 0
     private let queue: WaitQueue
 
-    private unowned(unsafe) let lockdep: Lockdep
+    private let lockdepRef: Unmanaged<Lockdep>
 
     init(_ scheduler: Scheduler, _ lockClass: LockClass) {
-        self.scheduler = scheduler
+        schedulerRef = Unmanaged.passUnretained(scheduler)
         self.lockClass = lockClass
-        lockdep = scheduler.reports.lockdep
+        lockdepRef = Unmanaged.passUnretained(scheduler.reports.lockdep)
         queue = WaitQueue(scheduler, lockClass.name)
     }
 
@@ -36,36 +40,42 @@ final class KernelLock: @unchecked Sendable {
 
     /// spin_lock() / mutex_lock() / down_write().
     func lock(_ site: StaticString = #function) {
-        scheduler.point(site)
-        unowned(unsafe) let task = scheduler.current
-        if !task.held.isEmpty { lockdep.willAcquire(task, self, .exclusive, site) }
-        if owner != nil || !readers.isEmpty {
-            writersWaiting += 1
-            scheduler.wait(on: [queue], site, reason: "\(lockClass.name), held by \(holders)") {
-                owner == nil && readers.isEmpty
+        schedulerRef._withUnsafeGuaranteedRef { scheduler in
+            scheduler.point(site)
+            scheduler.withCurrent { task in
+                if !task.held.isEmpty {
+                    lockdepRef._withUnsafeGuaranteedRef { $0.willAcquire(task, self, .exclusive, site) }
+                }
+                if ownerRef != nil || !readers.isEmpty {
+                    writersWaiting += 1
+                    scheduler.wait(on: [queue], site, reason: "\(lockClass.name), held by \(holders)") {
+                        ownerRef == nil && readers.isEmpty
+                    }
+                    writersWaiting -= 1
+                }
+                ownerRef = Unmanaged.passUnretained(task)
+                task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
             }
-            writersWaiting -= 1
         }
-        owner = task
-        task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
     }
 
     /// spin_unlock() / mutex_unlock() / up_write().
     func unlock(_ site: StaticString = #function) {
-        unowned(unsafe) let task = scheduler.current
-        owner = nil
-        task.release(self)
-        queue.wakeAll()
-        scheduler.point(site)
+        schedulerRef._withUnsafeGuaranteedRef { scheduler in
+            ownerRef = nil
+            scheduler.withCurrent { $0.release(self) }
+            queue.wakeAll()
+            scheduler.point(site)
+        }
     }
 
     /// spin_trylock() / mutex_trylock(): true if taken, never waits.
     func tryLock(_ site: StaticString = #function) -> Bool {
         scheduler.point(site)
-        guard owner == nil && readers.isEmpty else { return false }
+        guard ownerRef == nil && readers.isEmpty else { return false }
         let task = scheduler.running
-        lockdep.willAcquire(task, self, .exclusive, site, trying: true)
-        owner = task
+        lockdepRef.takeUnretainedValue().willAcquire(task, self, .exclusive, site, trying: true)
+        ownerRef = Unmanaged.passUnretained(task)
         task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
         return true
     }
@@ -83,10 +93,10 @@ final class KernelLock: @unchecked Sendable {
     func readLock(_ site: StaticString = #function) {
         scheduler.point(site)
         unowned(unsafe) let task = scheduler.current
-        if !task.held.isEmpty { lockdep.willAcquire(task, self, .shared, site) }
-        if owner != nil || writersWaiting > 0 {
+        if !task.held.isEmpty { lockdepRef.takeUnretainedValue().willAcquire(task, self, .shared, site) }
+        if ownerRef != nil || writersWaiting > 0 {
             scheduler.wait(on: [queue], site, reason: "\(lockClass.name) for read, held by \(holders)") {
-                owner == nil && writersWaiting == 0
+                ownerRef == nil && writersWaiting == 0
             }
         }
         readers.append(task)
@@ -109,7 +119,7 @@ final class KernelLock: @unchecked Sendable {
     /// lock_map_acquire(): a lockdep map that orders but never waits.
     func acquireMap(_ site: StaticString = #function) {
         let task = scheduler.running
-        lockdep.willAcquire(task, self, .shared, site)
+        lockdepRef.takeUnretainedValue().willAcquire(task, self, .shared, site)
         task.held.append(HeldLock(lock: self, mode: .shared, site: site))
     }
 

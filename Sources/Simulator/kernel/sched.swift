@@ -85,9 +85,13 @@ final class WaitQueue: @unchecked Sendable {
 final class Scheduler: @unchecked Sendable {
     private(set) var tasks: [SimTask] = []
     /// Unowned: `tasks` keeps every task alive for the kernel's life, and this is read at every lock.
-    private unowned(unsafe) var currentTask: SimTask!
+    private var currentTask: Unmanaged<SimTask>!
     /// The task that runs now (the one holding the baton).
-    var current: SimTask { currentTask }
+    var current: SimTask { currentTask.takeUnretainedValue() }
+    /// `body` on the running task, without taking a reference to it (a lock's hot path).
+    @inline(__always) func withCurrent<T>(_ body: (SimTask) throws -> T) rethrows -> T {
+        try currentTask._withUnsafeGuaranteedRef(body)
+    }
     private var policy: SchedulePolicy
     private var random: UInt64 = 0
     private var replayIndex = 0
@@ -119,7 +123,7 @@ final class Scheduler: @unchecked Sendable {
         self.reports = reports
         if case .random(let seed, _) = policy { random = seed }
         let main = SimTask(id: 0, name: "main", scheduler: self)
-        currentTask = main
+        currentTask = Unmanaged.passUnretained(main)
         tasks = [main]
         invalidateMapLock = KernelLock(self, .invalidateMap)
     }
@@ -181,7 +185,7 @@ final class Scheduler: @unchecked Sendable {
             if tasks.contains(where: { !$0.isFinished }) { onDeadlock(deadlockReport()) }
             return
         }
-        currentTask = next
+        currentTask = Unmanaged.passUnretained(next)
         sem_post(next.baton)
     }
 
@@ -277,7 +281,7 @@ final class Scheduler: @unchecked Sendable {
     /// Hands the baton to `next` and waits for it to come back.
     private func switchTo(_ next: SimTask) {
         let me = current
-        currentTask = next
+        currentTask = Unmanaged.passUnretained(next)
         sem_post(next.baton)
         while sem_wait(me.baton) != 0 {}
     }
