@@ -191,6 +191,7 @@ public enum TraceComparison {
         }
         lines.append("# \(counts.same) same, \(counts.differs) differ, \(counts.missing) missing, "
                      + "\(counts.nondeterministic) nondeterministic, \(counts.ignored) ignored")
+        if counts.disjoint { lines.append("# no case has a trace on both sides: nothing was compared") }
         return (lines, counts.failed(failOnMissing: failOnMissing) ? KSFTExit.fail : KSFTExit.pass)
     }
 
@@ -233,7 +234,10 @@ public enum TraceComparison {
             }
         }
 
-        func failed(failOnMissing: Bool) -> Bool { differs > 0 || (failOnMissing && missing > 0) }
+        /// Two sides with no case in common compared nothing: that is a failure, not a pass.
+        var disjoint: Bool { same + differs == 0 && missing > 0 }
+
+        func failed(failOnMissing: Bool) -> Bool { differs > 0 || (failOnMissing && missing > 0) || disjoint }
     }
 
     /// The case names of the `.trace` files in `directory`.

@@ -119,6 +119,13 @@ struct BadInputTests {
         let fifo = try runDmirror(["compare-traces", good, fifos])
         #expect(fifo.status == 1)
         #expect(fifo.stderr.contains("not a regular file"), "\(fifo.stderr)")
+
+        // Two sides with no case in common compare nothing: a failure, said so.
+        let other = scratch.directory("other")
+        scratch.file("other/hmm.hmm_device_private.anon_read.trace", Array("0 open unit=0 ok\n".utf8))
+        let disjoint = try runDmirror(["compare-traces", good, other])
+        #expect(disjoint.status == 1)
+        #expect(disjoint.stdoutLines.last == "# no case has a trace on both sides: nothing was compared", "\(disjoint.stdout)")
     }
 
     // MARK: Files dmirror reads
