@@ -37,8 +37,8 @@ final class PageFrameAllocator: @unchecked Sendable {
         var free: [Int16]
         init(_ free: [Int16]) { self.free = free }
     }
-    /// The split blocks, by block number.
-    private var split: [Int: SplitBlock] = [:]
+    /// The split blocks, by block number (an array: a frame's release looks its block up).
+    private var split: [SplitBlock?]
     /// Split blocks with a free small frame, to take from before splitting another.
     private var partial: [Int] = []
     /// Blocks ever handed out: their memory may hold old data.
@@ -54,6 +54,7 @@ final class PageFrameAllocator: @unchecked Sendable {
         _ = madvise(reserved, Self.arenaSize, 14 /* MADV_HUGEPAGE */)
         arena = reserved.alignedUp(toMultipleOf: Self.blockSize)
         touched = Array(repeating: false, count: (Self.arenaSize - (arena - reserved)) / Self.blockSize)
+        split = Array(repeating: nil, count: touched.count)
     }
 
     /// A frame of `byteCount` bytes (a power-of-two multiple of the page
