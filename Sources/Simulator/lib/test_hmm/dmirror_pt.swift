@@ -20,21 +20,38 @@ final class DmirrorPageTable: @unchecked Sendable {
     }
 
     private var leaves: [UInt64: Leaf] = [:]
+    /// The leaf last looked up: a walk over a range asks for the same leaf 512 times in a row.
+    private var recentKey = UInt64.max
+    private var recent: Leaf?
     /// Entries present (xa's count of stored entries).
     private(set) var count = 0
 
     var isEmpty: Bool { count == 0 }
 
+    private func leaf(_ key: UInt64) -> Leaf? {
+        if key == recentKey { return recent }
+        let found = leaves[key]
+        recentKey = key
+        recent = found
+        return found
+    }
+
+    private func setLeaf(_ key: UInt64, _ leaf: Leaf?) {
+        leaves[key] = leaf
+        recentKey = key
+        recent = leaf
+    }
+
     /// xa_load() / xa_store() (nil: xa_erase()).
     subscript(pfn: UInt64) -> DmirrorPTEntry? {
-        get { leaves[pfn >> Self.leafShift]?.entries[Int(pfn & UInt64(Self.leafEntries - 1))] }
+        get { leaf(pfn >> Self.leafShift)?.entries[Int(pfn & UInt64(Self.leafEntries - 1))] }
         set {
             let key = pfn >> Self.leafShift
             let slot = Int(pfn & UInt64(Self.leafEntries - 1))
             if let newValue {
-                let leaf = leaves[key] ?? {
+                let leaf = leaf(key) ?? {
                     let fresh = Leaf()
-                    leaves[key] = fresh
+                    setLeaf(key, fresh)
                     return fresh
                 }()
                 if leaf.entries[slot] == nil {
@@ -42,11 +59,11 @@ final class DmirrorPageTable: @unchecked Sendable {
                     count += 1
                 }
                 leaf.entries[slot] = newValue
-            } else if let leaf = leaves[key], leaf.entries[slot] != nil {
+            } else if let leaf = leaf(key), leaf.entries[slot] != nil {
                 leaf.entries[slot] = nil
                 leaf.count -= 1
                 count -= 1
-                if leaf.count == 0 { leaves[key] = nil }
+                if leaf.count == 0 { setLeaf(key, nil) }
             }
         }
     }
@@ -56,12 +73,8 @@ final class DmirrorPageTable: @unchecked Sendable {
         guard first <= last, count > 0 else { return }
         let firstLeaf = first >> Self.leafShift
         let lastLeaf = last >> Self.leafShift
-        // A huge range (a whole-mm invalidation) visits the leaves there are, not every key.
-        let keys = lastLeaf &- firstLeaf >= UInt64(leaves.count)
-            ? leaves.keys.filter { $0 >= firstLeaf && $0 <= lastLeaf }
-            : Array(firstLeaf...lastLeaf).filter { leaves[$0] != nil }
-        for key in keys {
-            guard let leaf = leaves[key] else { continue }
+        func eraseIn(_ key: UInt64) {
+            guard let leaf = leaf(key) else { return }
             let base = key << Self.leafShift
             let from = key == firstLeaf ? Int(first - base) : 0
             let to = key == lastLeaf ? Int(last - base) : Self.leafEntries - 1
@@ -70,8 +83,15 @@ final class DmirrorPageTable: @unchecked Sendable {
                 leaf.count -= 1
                 count -= 1
             }
-            if leaf.count == 0 { leaves[key] = nil }
+            if leaf.count == 0 { setLeaf(key, nil) }
         }
+        // One leaf (a page, or a PMD's worth, from a migration): no list of keys to build.
+        if firstLeaf == lastLeaf { return eraseIn(firstLeaf) }
+        // A huge range (a whole-mm invalidation) visits the leaves there are, not every key.
+        let keys = lastLeaf &- firstLeaf >= UInt64(leaves.count)
+            ? leaves.keys.filter { $0 >= firstLeaf && $0 <= lastLeaf }
+            : Array(firstLeaf...lastLeaf).filter { leaves[$0] != nil }
+        for key in keys { eraseIn(key) }
     }
 
     /// The present virtual page numbers in [first, last], ascending.
@@ -99,6 +119,8 @@ final class DmirrorPageTable: @unchecked Sendable {
 
     func removeAll() {
         leaves.removeAll()
+        recentKey = .max
+        recent = nil
         count = 0
     }
 }
