@@ -46,7 +46,7 @@ final class ShmemInode: @unchecked Sendable {
             let inPage = pos % pageSize
             let n = min(pageSize - inPage, buffer.count - done)
             let folio = getPage(UInt64(pos / pageSize))!
-            (folio.storage!.base + inPage).copyMemory(from: base + done, byteCount: n)
+            (folio.storage.base! + inPage).copyMemory(from: base + done, byteCount: n)
             done += n
         }
         return done
@@ -63,7 +63,7 @@ final class ShmemInode: @unchecked Sendable {
             let n = min(pageSize - inPage, total - done)
             let existing = lock.withLock { pages[UInt64(pos / pageSize)] }
             if let existing {
-                (base + done).copyMemory(from: existing.storage!.base + inPage, byteCount: n)
+                (base + done).copyMemory(from: existing.storage.base! + inPage, byteCount: n)
             } else {
                 (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
             }

@@ -1,12 +1,14 @@
 import Synchronization
 
-/// The bytes behind one or more physical pages (what `page_address()` points at).
+/// The bytes behind one or more physical pages (what `page_address()` points at),
+/// none for a device-private folio.
 ///
-/// The only type that owns raw page memory. `@unchecked Sendable`: the
-/// allocation is fixed for the object's lifetime; concurrent access to the
+/// The only type that owns raw page memory. Noncopyable, held inline by its folio:
+/// one heap object per page instead of two. `@unchecked Sendable`: the
+/// allocation is fixed for the owner's lifetime; concurrent access to the
 /// bytes follows the kernel's rules (the page table lock or the dmirror mutex).
-final class PageStorage: @unchecked Sendable {
-    let base: UnsafeMutableRawPointer
+struct PageStorage: ~Copyable, @unchecked Sendable {
+    let base: UnsafeMutableRawPointer?
     let byteCount: Int
 
     init(byteCount: Int, zeroed: Bool) {
@@ -14,7 +16,14 @@ final class PageStorage: @unchecked Sendable {
         self.byteCount = byteCount
     }
 
-    deinit { PageFrameAllocator.shared.release(base, byteCount: byteCount) }
+    init() {
+        base = nil
+        byteCount = 0
+    }
+
+    deinit {
+        if let base { PageFrameAllocator.shared.release(base, byteCount: byteCount) }
+    }
 }
 
 /// struct folio: a naturally aligned power-of-two group of pages.
@@ -54,8 +63,8 @@ final class Folio: @unchecked Sendable {
     var nrPages: Int { 1 << order }
     /// The first PFN (device pages only; system pages have no visible PFN here).
     let pfn: UInt64
-    /// The data, nil for device-private folios.
-    let storage: PageStorage?
+    /// The data (no bytes for device-private folios).
+    let storage: PageStorage
     /// folio_mapcount(): page table entries (PTE or PMD) that map this folio, in any mm.
     let mapcount = Atomic<Int>(0)
     /// References beyond the mappings (get_user_pages()/pin_user_pages() holders):
@@ -87,7 +96,7 @@ final class Folio: @unchecked Sendable {
         self.pfn = pfn
         self.pgmap = pgmap
         if kind == .devicePrivate {
-            storage = nil
+            storage = PageStorage()
         } else {
             storage = PageStorage(byteCount: pageSize << order, zeroed: zeroed)
         }
@@ -107,7 +116,7 @@ final class Folio: @unchecked Sendable {
     /// Where page `index`'s bytes are: for a device-private folio, in its backing page (BACKING_PAGE()).
     @inline(__always)
     func address(page index: Int, pageSize: Int) -> UnsafeMutableRawPointer {
-        if let storage { return storage.base + index * pageSize }
+        if let base = storage.base { return base + index * pageSize }
         return zoneDeviceData!.address(page: index, pageSize: pageSize)
     }
 
