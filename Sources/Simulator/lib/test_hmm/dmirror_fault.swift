@@ -144,15 +144,19 @@ extension Dmirror {
     /// dmirror_do_read(): copy pt pages into the bounce buffer; -ENOENT at the first hole.
     func doRead(_ start: UInt64, _ end: UInt64, _ bounce: DmirrorBounce) -> Errno? {
         var dst = bounce.ptr + Int(start - bounce.addr)
-        var pfn = start >> pageShift
-        while pfn < end >> pageShift {
-            guard let entry = pt[pfn] else { return .ENOENT }
+        var hole = false
+        let pageSize = self.pageSize
+        pt.scan(start >> pageShift, end >> pageShift) { entry in
+            guard let entry else {
+                hole = true
+                return false
+            }
             dst.copyMemory(from: entry.page.address(pageSize: pageSize), byteCount: pageSize)
             dst += pageSize
             bounce.cpages += 1
-            pfn += 1
+            return true
         }
-        return nil
+        return hole ? .ENOENT : nil
     }
 
     /// dmirror_do_write(): only WRITE-tagged entries count as present.

@@ -80,12 +80,8 @@ extension Dmirror {
 
     /// Every page of [start, end) is in `pt`. Caller holds `mutex`.
     private func mapsAll(_ start: UInt64, _ end: UInt64) -> Bool {
-        var pfn = start >> pageShift
-        while pfn < end >> pageShift {
-            if pt[pfn] == nil { return false }
-            pfn += 1
-        }
-        return true
+        let first = start >> pageShift, stop = end >> pageShift
+        return first >= stop || pt.holdsAll(first, through: stop - 1)
     }
 
     /// dmirror_migrate_alloc_and_copy().

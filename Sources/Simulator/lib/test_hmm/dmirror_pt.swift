@@ -68,6 +68,50 @@ final class DmirrorPageTable: @unchecked Sendable {
         }
     }
 
+    /// Every index in [first, last] holds an entry (true for an empty range).
+    func holdsAll(_ first: UInt64, through last: UInt64) -> Bool {
+        guard first <= last else { return true }
+        var key = first >> Self.leafShift
+        while key <= last >> Self.leafShift {
+            guard let leaf = leaf(key) else { return false }
+            let base = key << Self.leafShift
+            let from = key == first >> Self.leafShift ? Int(first - base) : 0
+            let to = key == last >> Self.leafShift ? Int(last - base) : Self.leafEntries - 1
+            // A full leaf needs no look at its slots.
+            if leaf.count < Self.leafEntries {
+                for slot in from...to where leaf.entries[slot] == nil { return false }
+            }
+            key += 1
+        }
+        return true
+    }
+
+    /// The entries of [first, end) in order, while `body` returns true: a leaf lookup
+    /// per 512 entries, and each entry lent to `body`, not copied out.
+    func scan(_ first: UInt64, _ end: UInt64, _ body: (DmirrorPTEntry?) -> Bool) {
+        var pfn = first
+        while pfn < end {
+            let key = pfn >> Self.leafShift
+            let stop = min(end, (key + 1) << Self.leafShift)
+            guard let leaf = leaf(key) else {
+                while pfn < stop {
+                    if !body(nil) { return }
+                    pfn += 1
+                }
+                continue
+            }
+            let base = key << Self.leafShift
+            let more = leaf.entries.withUnsafeBufferPointer { entries in
+                while pfn < stop {
+                    if !body(entries[Int(pfn - base)]) { return false }
+                    pfn += 1
+                }
+                return true
+            }
+            if !more { return }
+        }
+    }
+
     /// Erases every entry in [first, last] (inclusive, as dmirror_do_update() walks it).
     func erase(_ first: UInt64, through last: UInt64) {
         guard first <= last, count > 0 else { return }
