@@ -142,7 +142,8 @@ extension MMStruct {
 
     /// The PTE at `addr` is still the migration entry for `page`. Caller holds `ptl`.
     private func isMigrationEntry(_ addr: UInt64, of page: PageRef) -> Bool {
-        guard case .table? = pageTable.pmd(addr), case .migration(let p, _) = pageTable.pte(addr) else { return false }
+        // pte() is none where no PTE table is: one lookup, not two.
+        guard case .migration(let p, _) = pageTable.pte(addr) else { return false }
         return p === page
     }
 
