@@ -69,9 +69,29 @@ final class MigrateVMA {
     func address(_ i: Int) -> UInt64 { start + UInt64(i) << UInt64(mm.pageShift) }
 }
 
-enum SavedEntry {
-    case pte(PTE)
-    case pmd(PMDEntry)
+/// What a collected entry was before it became a migration entry: its kind and write bit.
+/// The page is the source entry's (src[i]), so a saved entry holds no reference of its own
+/// and the array is freed without a release per page.
+struct SavedEntry {
+    enum Kind: UInt8 {
+        /// A present PTE (a system or device-coherent page).
+        case ptePresent
+        /// A device-private PTE.
+        case pteDevicePrivate
+        /// A PMD-mapped THP.
+        case pmdHuge
+        /// A device-private PMD.
+        case pmdDevicePrivate
+    }
+    let kind: Kind
+    let writable: Bool
+
+    var isPMD: Bool { kind == .pmdHuge || kind == .pmdDevicePrivate }
+
+    /// The PTE it was, of `page` (a PTE-level kind).
+    func pte(_ page: PageRef) -> PTE {
+        kind == .pteDevicePrivate ? .devicePrivate(page, writable: writable) : .present(page, writable: writable)
+    }
 }
 
 extension MMStruct {
@@ -123,7 +143,7 @@ extension MMStruct {
             args.src[i].flags.remove(.migrate)
             if let saved = args.saved[i] {
                 args.saved[i] = nil
-                restore(args.address(i), saved)
+                restore(args.address(i), saved, page)
             }
         }
     }
@@ -153,11 +173,11 @@ extension MMStruct {
         }
         // migrate_vma_collect_huge_pmd(): the whole PMD is one compound source
         // entry, replaced by a migration entry until finalize.
-        func collectWholePMD(_ a: UInt64, _ folio: Folio, writable: Bool, saved: PMDEntry) {
+        func collectWholePMD(_ a: UInt64, _ folio: Folio, writable: Bool, saved: SavedEntry.Kind) {
             args.src[idx(a)] = MigratePfn(page: PageRef(folio, 0),
                                           flags: MigratePfnFlags.collected(writable, compound: true))
             args.cpages += 1
-            args.saved[idx(a)] = .pmd(saved)
+            args.saved[idx(a)] = SavedEntry(kind: saved, writable: writable)
             pageTable.setPMD(a, .migration(folio, writable: writable))
         }
         while addr < args.end {
@@ -178,7 +198,7 @@ extension MMStruct {
                     addr = segEnd
                     continue
                 } else if wholePMD {
-                    collectWholePMD(addr, folio, writable: writable, saved: .huge(folio, writable: writable))
+                    collectWholePMD(addr, folio, writable: writable, saved: .pmdHuge)
                     addr = segEnd
                     continue
                 } else if !kernel.migratesDeviceTHP {
@@ -196,7 +216,7 @@ extension MMStruct {
                     continue
                 }
                 if wholePMD {
-                    collectWholePMD(addr, folio, writable: writable, saved: .devicePrivate(folio, writable: writable))
+                    collectWholePMD(addr, folio, writable: writable, saved: .pmdDevicePrivate)
                     addr = segEnd
                     continue
                 }
@@ -223,7 +243,7 @@ extension MMStruct {
                     if args.flags.contains(.devicePrivate), page.folio.pgmap?.owner === args.pgmapOwner {
                         args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
                         args.cpages += 1
-                        args.saved[i] = .pte(pte)
+                        args.saved[i] = SavedEntry(kind: .pteDevicePrivate, writable: writable)
                         table.entries[ti] = .migration(page, writable: writable)
                     }
                 case .present(let page, let writable):
@@ -237,7 +257,7 @@ extension MMStruct {
                         if args.flags.contains(.deviceCoherent), folio.pgmap?.owner === args.pgmapOwner {
                             args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
                             args.cpages += 1
-                            args.saved[i] = .pte(pte)
+                            args.saved[i] = SavedEntry(kind: .ptePresent, writable: writable)
                             table.entries[ti] = .migration(page, writable: writable)
                         }
                     } else if folio.isTransCompound && !kernel.migratesDeviceTHP {
@@ -247,7 +267,7 @@ extension MMStruct {
                         // kernel (vm_insert_page) and hugetlb pages are left in place.
                         args.src[i] = MigratePfn(page: page, flags: MigratePfnFlags.collected(writable))
                         args.cpages += 1
-                        args.saved[i] = .pte(pte)
+                        args.saved[i] = SavedEntry(kind: .ptePresent, writable: writable)
                         table.entries[ti] = .migration(page, writable: writable)
                     }
                 case .deviceExclusive, .migration:

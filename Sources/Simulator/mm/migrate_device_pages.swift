@@ -28,15 +28,14 @@ extension MMStruct {
                     withInvalidation(.clear, haddr, haddr + UInt64(pmdSize)) {
                         ptl.withLock { splitHugePMDLocked(haddr) }
                     }
-                    if case .pmd(let saved)? = args.saved[i] {
+                    if let saved = args.saved[i], saved.isPMD {
                         args.saved[i] = nil
+                        let w = s.flags.contains(.write)
+                        let original = SavedEntry(kind: saved.kind == .pmdDevicePrivate ? .pteDevicePrivate : .ptePresent,
+                                                  writable: w)
                         for j in 0..<nrPMD where i + j < args.npages {
-                            let p = PageRef(page.folio, j)
-                            let w = s.flags.contains(.write)
-                            let original: PTE = if case .devicePrivate = saved { .devicePrivate(p, writable: w) }
-                                else { .present(p, writable: w) }
-                            args.saved[i + j] = .pte(original)
-                            args.src[i + j] = MigratePfn(page: p, flags: MigratePfnFlags.collected(w))
+                            args.saved[i + j] = original
+                            args.src[i + j] = MigratePfn(page: PageRef(page.folio, j), flags: MigratePfnFlags.collected(w))
                         }
                     }
                 } else {
@@ -91,6 +90,10 @@ extension MMStruct {
     func migrateVMAFinalize(_ args: MigrateVMA) {
         var unused: [Folio] = []
         ptl.withLock {
+            // The PTE table of the PMD the last entry was in: a window's entries go in address
+            // order, so one lookup per PMD instead of two per page. Forgotten after anything that
+            // sets a PMD.
+            var cursor = PTECursor()
             var i = 0
             while i < args.npages {
                 let s = args.src[i]
@@ -106,10 +109,21 @@ extension MMStruct {
                 // remove_migration_ptes(): only where the migration entry is still there; one
                 // that was zapped meanwhile (munmap, MADV_DONTNEED) stays gone, and the new
                 // page, mapped nowhere, is freed.
-                let pmdLevel = d.flags.contains(.compound) || { if case .pmd? = args.saved[i] { true } else { false } }()
-                let present = pmdLevel ? isPMDMigrationEntry(addr, of: source.folio) : isMigrationEntry(addr, of: source)
+                let saved = args.saved[i]
+                let pmdLevel = d.flags.contains(.compound) || saved?.isPMD == true
+                let table = pmdLevel ? nil : cursor.table(pageTable, addr)
+                let ti = pageTable.pteIndex(addr)
+                let present = pmdLevel ? isPMDMigrationEntry(addr, of: source.folio)
+                    : table.map { isMigrationEntry($0.entries[ti], of: source) } ?? false
                 if !migrated {
-                    if present, let saved = args.saved[i] { restore(addr, saved) }
+                    if present, let saved {
+                        if let table {
+                            PageTable.set(table, ti, saved.pte(source))
+                        } else {
+                            restore(addr, saved, source)
+                            cursor = PTECursor()
+                        }
+                    }
                     if let dp = d.page, dp.index == 0 { unused.append(dp.folio) }
                     i += 1
                     continue
@@ -125,11 +139,12 @@ extension MMStruct {
                     let folio = newPage.folio
                     pageTable.setPMD(addr, folio.isDevicePrivate ? .devicePrivate(folio, writable: writable)
                                      : .huge(folio, writable: writable))
+                    cursor = PTECursor()
                     i += 1 << pmdOrder
                     continue
                 }
-                pageTable.setPTE(addr, newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
-                                 : .present(newPage, writable: writable))
+                PageTable.set(table!, ti, newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: writable)
+                              : .present(newPage, writable: writable))
                 i += 1
             }
         }
@@ -140,10 +155,9 @@ extension MMStruct {
         kernel.migrationWaiters.wakeAll()
     }
 
-    /// The PTE at `addr` is still the migration entry for `page`. Caller holds `ptl`.
-    private func isMigrationEntry(_ addr: UInt64, of page: PageRef) -> Bool {
-        // pte() is none where no PTE table is: one lookup, not two.
-        guard case .migration(let p, _) = pageTable.pte(addr) else { return false }
+    /// `pte` is still the migration entry for `page`.
+    private func isMigrationEntry(_ pte: PTE, of page: PageRef) -> Bool {
+        guard case .migration(let p, _) = pte else { return false }
         return p === page
     }
 
@@ -197,10 +211,13 @@ extension MMStruct {
         if pageTable.pmd(haddr) != nil { pageTable.setPMD(haddr, nil) }
     }
 
-    func restore(_ addr: UInt64, _ saved: SavedEntry) {
-        switch saved {
-        case .pte(let pte): pageTable.setPTE(addr, pte)
-        case .pmd(let pmd): pageTable.setPMD(addr, pmd)
+    /// The entry `saved` describes, of `page`, back at `addr`. Caller holds `ptl`.
+    func restore(_ addr: UInt64, _ saved: SavedEntry, _ page: PageRef) {
+        let w = saved.writable
+        switch saved.kind {
+        case .ptePresent, .pteDevicePrivate: pageTable.setPTE(addr, saved.pte(page))
+        case .pmdHuge: pageTable.setPMD(addr, .huge(page.folio, writable: w))
+        case .pmdDevicePrivate: pageTable.setPMD(addr, .devicePrivate(page.folio, writable: w))
         }
     }
 }

@@ -32,13 +32,11 @@ final class PageFrameAllocator: @unchecked Sendable {
     private var blocksUsed = 0
     /// Blocks with nothing allocated in them.
     private var freeBlocks: [Int] = []
-    /// A split block's free small frames (indices within the block), changed in place.
-    private final class SplitBlock {
-        var free: [Int16]
-        init(_ free: [Int16]) { self.free = free }
-    }
-    /// The split blocks, by block number (an array: a frame's release looks its block up).
-    private var split: [SplitBlock?]
+    /// Each split block's free small frames (indices within the block, a stack of
+    /// `framesPerBlock` slots per block) and how many there are, -1 for a block that is not
+    /// split: plain memory, so taking or returning a frame touches no reference count.
+    private let freeFrames: UnsafeMutablePointer<Int16>
+    private let freeCount: UnsafeMutablePointer<Int32>
     /// Split blocks with a free small frame, to take from before splitting another.
     private var partial: [Int] = []
     /// Blocks ever handed out: their memory may hold old data.
@@ -54,7 +52,14 @@ final class PageFrameAllocator: @unchecked Sendable {
         _ = madvise(reserved, Self.arenaSize, 14 /* MADV_HUGEPAGE */)
         arena = reserved.alignedUp(toMultipleOf: Self.blockSize)
         touched = Array(repeating: false, count: (Self.arenaSize - (arena - reserved)) / Self.blockSize)
-        split = Array(repeating: nil, count: touched.count)
+        let stacks = mmap(nil, touched.count * Self.framesPerBlock * MemoryLayout<Int16>.stride,
+                          PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let stacks, stacks != MAP_FAILED else {
+            fatalError("simulator: cannot reserve the page frame allocator's free lists")
+        }
+        freeFrames = stacks.bindMemory(to: Int16.self, capacity: touched.count * Self.framesPerBlock)
+        freeCount = .allocate(capacity: touched.count)
+        freeCount.initialize(repeating: -1, count: touched.count)
     }
 
     /// A frame of `byteCount` bytes (a power-of-two multiple of the page
@@ -90,18 +95,13 @@ final class PageFrameAllocator: @unchecked Sendable {
             lock.withLock {
                 let offset = frame - arena
                 let block = offset / Self.blockSize
-                let frames: SplitBlock
-                if let known = split[block] {
-                    frames = known
-                } else {
-                    // A block whose every frame was out: it has a free frame again.
-                    frames = SplitBlock([])
-                    split[block] = frames
-                }
-                if frames.free.isEmpty { partial.append(block) }
-                frames.free.append(Int16((offset % Self.blockSize) / Self.smallFrame))
-                if frames.free.count == Self.framesPerBlock {
-                    split[block] = nil
+                // A block whose every frame was out has a free frame again.
+                let n = max(Int(freeCount[block]), 0)
+                if n == 0 { partial.append(block) }
+                freeFrames[block * Self.framesPerBlock + n] = Int16((offset % Self.blockSize) / Self.smallFrame)
+                freeCount[block] = Int32(n + 1)
+                if n + 1 == Self.framesPerBlock {
+                    freeCount[block] = -1
                     partial.removeAll { $0 == block }
                     freeBlocks.append(block)
                 }
@@ -126,14 +126,19 @@ final class PageFrameAllocator: @unchecked Sendable {
 
     /// A small frame from a split block, splitting a block if none has one free. Caller holds `lock`.
     private func takeSmall() -> (UnsafeMutableRawPointer, Bool) {
-        if let block = partial.last, let frames = split[block], let index = frames.free.popLast() {
-            // An empty block stays in `split` (its frames come back one by one) but leaves `partial`.
-            if frames.free.isEmpty { partial.removeLast() }
+        if let block = partial.last, freeCount[block] > 0 {
+            let n = Int(freeCount[block]) - 1
+            freeCount[block] = Int32(n)
+            let index = freeFrames[block * Self.framesPerBlock + n]
+            // An empty block stays split (its frames come back one by one) but leaves `partial`.
+            if n == 0 { partial.removeLast() }
             return (arena + block * Self.blockSize + Int(index) * Self.smallFrame, true)
         }
         let (block, recycled) = takeBlock()
         // Frame 0 goes out; the rest are free, taken from the low end first (address order).
-        split[block] = SplitBlock((1..<Self.framesPerBlock).reversed().map { Int16($0) })
+        let stack = freeFrames + block * Self.framesPerBlock
+        for k in 0..<(Self.framesPerBlock - 1) { stack[k] = Int16(Self.framesPerBlock - 1 - k) }
+        freeCount[block] = Int32(Self.framesPerBlock - 1)
         partial.append(block)
         return (arena + block * Self.blockSize, recycled)
     }

@@ -117,7 +117,15 @@ final class Folio: @unchecked Sendable {
     @inline(__always)
     func address(page index: Int, pageSize: Int) -> UnsafeMutableRawPointer {
         if let base = storage.base { return base + index * pageSize }
-        return zoneDeviceData!.address(page: index, pageSize: pageSize)
+        return backingAddress(page: index, pageSize: pageSize)
+    }
+
+    /// A device-private page's bytes, in its backing folio: borrowed, not retained (the
+    /// device folio holds it, and nothing here lets it go).
+    private func backingAddress(page index: Int, pageSize: Int) -> UnsafeMutableRawPointer {
+        Unmanaged.passUnretained(zoneDeviceData!)._withUnsafeGuaranteedRef {
+            $0.address(page: index, pageSize: pageSize)
+        }
     }
 
     /// folio_get() for a new mapping.

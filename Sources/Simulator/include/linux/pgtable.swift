@@ -54,6 +54,23 @@ final class PTETable: @unchecked Sendable {
     var isEmpty: Bool { entries.allSatisfy { $0.isNone } }
 }
 
+/// A walk's memory of the PTE table it used last (pte_offset_map_lock() once per PMD, not
+/// once per page): valid while nothing sets a PMD, which is the walker's to make sure of.
+struct PTECursor {
+    private var index: UInt64 = .max
+    private var cached: PTETable?
+
+    /// The PTE table covering `addr`, nil where the PMD holds none.
+    mutating func table(_ pageTable: PageTable, _ addr: UInt64) -> PTETable? {
+        let i = pageTable.pmdIndex(addr)
+        if i != index {
+            index = i
+            if case .table(let t)? = pageTable.pmds[i] { cached = t } else { cached = nil }
+        }
+        return cached
+    }
+}
+
 /// pmd_t: what one PMD-sized range of the address space is mapped by.
 enum PMDEntry: @unchecked Sendable {
     /// A PTE table.
@@ -139,7 +156,11 @@ struct PageTable {
     /// set_pte_at(): replaces the PTE for `addr`, keeping map counts.
     mutating func setPTE(_ addr: UInt64, _ new: PTE) {
         guard let table = pteTable(addr) else { preconditionFailure("setPTE on a huge PMD") }
-        let i = pteIndex(addr)
+        Self.set(table, pteIndex(addr), new)
+    }
+
+    /// set_pte_at() into a PTE table already looked up: entry `i` of `table`, keeping map counts.
+    static func set(_ table: PTETable, _ i: Int, _ new: PTE) {
         let old = table.entries[i]
         new.page?.folio.get()
         table.entries[i] = new

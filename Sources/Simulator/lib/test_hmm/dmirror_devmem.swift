@@ -75,7 +75,9 @@ struct DevmemFreeList {
 /// `@unchecked Sendable`: `devmemLock` protects `chunks`; `lock` (the
 /// driver's spinlock) protects the free lists and counters.
 final class DmirrorDevice: DevPagemapOps, CustomStringConvertible, @unchecked Sendable {
-    unowned let kernel: SimKernel
+    /// Unowned(unsafe): the kernel owns its devices and outlives them, and a checked unowned
+    /// reference costs a retain and release per use (several per migrated page).
+    unowned(unsafe) let kernel: SimKernel
     let minor: Int
     /// How reports name the device (and its pgmap owner).
     var description: String { "hmm_dmirror\(minor)" }
@@ -100,6 +102,8 @@ final class DmirrorDevice: DevPagemapOps, CustomStringConvertible, @unchecked Se
         self.kernel = kernel
         self.minor = minor
         self.zoneDeviceType = type
+        pageSize = kernel.configuration.pageSize
+        pmdOrder = kernel.pmdShift - kernel.pageShift
         devmemLock = KernelLock(kernel.scheduler, .devmemLock)
         lock = KernelLock(kernel.scheduler, .mdeviceLock)
         // (MINOR(devt) - 2) ? spm_addr_dev0 : spm_addr_dev1
@@ -109,8 +113,8 @@ final class DmirrorDevice: DevPagemapOps, CustomStringConvertible, @unchecked Se
     }
 
     var isPrivateZone: Bool { zoneDeviceType == .devicePrivate }
-    var pageSize: Int { kernel.configuration.pageSize }
-    var pmdOrder: Int { kernel.pmdShift - kernel.pageShift }
+    let pageSize: Int
+    let pmdOrder: Int
 
     /// dmirror_select_device().
     var select: MigrateSelect { isPrivateZone ? .devicePrivate : .deviceCoherent }
