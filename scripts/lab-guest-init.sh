@@ -26,6 +26,8 @@ mkdir -p /dev/shm /dev/pts /root /share
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug
+# kprobe events for dmirror --count-walks (a kernel without tracing has no tracefs)
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 
 . /lab/config
 
@@ -263,6 +265,18 @@ if [ -s /tmp/todo/dmirror ]; then
 	echo "$rc $t0 $t1" > "$R/dmirror.rc"
 	# the host ends the boot on a fault; if it has not yet, the unload must not count
 	died && stop_boot "fault in the dmirror suite (a case oopsed the kernel)"
+fi
+
+# ------------------------------------------------------------------ extras
+# After both suites, before the unload, in the boot that got this far: /lab/extra.sh
+# (scripts/lab run --extras or --guest-script FILE), in $R/extra, output in extra.out.
+if [ -x /lab/extra.sh ]; then
+	mkdir -p "$R/extra"
+	kmsg "BEGIN lab extra uptime=$(uptime_s)"
+	(cd "$R/extra" && /lab/extra.sh) > "$R/extra.out" 2>&1 < /dev/null
+	echo $? > "$R/extra.rc"
+	kmsg "END lab extra rc=$(cat "$R/extra.rc") uptime=$(uptime_s)"
+	died && stop_boot "fault in the extras"
 fi
 
 # ------------------------------------------------------------------ rmmod

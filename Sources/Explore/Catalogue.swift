@@ -11,6 +11,8 @@ public enum Catalogue {
         readVersusMunmap, writeVersusMprotect, migrateVersusDontNeed, migrateVersusCPUWrite,
         snapshotVersusMigrateToSystem, forkCOWOfDevicePages, migrateVersusRead, reaperVersusFault,
         migrateOnFault,
+        // KernelStress.swift: sized for the real driver's timing
+        readRetryStress,
     ]
 
     public static func named(_ name: String) -> ConcurrentScenario? { all.first { $0.name == name } }

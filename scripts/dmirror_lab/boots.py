@@ -207,14 +207,14 @@ def merge(boots, notrun, c_resumable=True):
 # ------------------------------------------------------------------ booting
 
 def run_boots(out, guest_settings, info, dmirror_path, todo, config, hang_after, timeout_min,
-              c_resumable=True):
+              c_resumable=True, extra=()):
     """Boot until the plan is done; returns the boots. Each boot gets its own folder
     out/guest/boot-N (console.log, qemu.log, and the share: todo/, results/)."""
     gdir = os.path.join(out, "guest")
     shutil.rmtree(gdir, ignore_errors=True)
     os.makedirs(gdir)
     initrd = os.path.join(out, "initramfs.cpio")
-    initramfs.make_initramfs(initrd, info, dmirror_path, config)
+    initramfs.make_initramfs(initrd, info, dmirror_path, config, extra)
     say(f"guest: initramfs {os.path.getsize(initrd) >> 20} MiB")
     boots, number = [], 0
     # every boot but the last ends in a case (which is then done), so this many always suffice

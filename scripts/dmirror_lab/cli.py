@@ -156,6 +156,28 @@ def run_options(p):
                    help="run dmirror without --trace (to time it so; no trace comparison)")
     p.add_argument("--record-traces", action="store_true",
                    help="copy the kernel's traces into Tests/KernelTraces/<cell>/ with cell.json")
+    p.add_argument("--extras", action="store_true",
+                   help="also run, in the same boot after both suites: dmirror bench --backend kernel "
+                        "beside the C loop scripts/hmm-bench.c (each ratio), dmirror doctor, and "
+                        "dmirror run --count-walks on a few migrate cases (walks vs the simulator's)")
+    p.add_argument("--stress", type=int, metavar="N",
+                   help="also run dmirror explore read-retry-stress --backend kernel --repeat N in the "
+                        "guest after both suites (an invalidation between hmm_range_fault() and the "
+                        "commit must leave no stale device mapping); `mutants` runs it by default")
+    p.add_argument("--explore", type=int, metavar="N",
+                   help="also run every scenario of `dmirror explore --list` on the kernel, N repetitions "
+                        "each, and set their outcomes beside the simulator's outcome set")
+    p.add_argument("--scenarios", action="store_true",
+                   help="also run each kept scenario (Tests/Scenarios/*.scn) on the kernel and compare its "
+                        "lines with the simulator's (DIR/scenarios/NAME.expected)")
+    p.add_argument("--record-scenarios", action="store_true",
+                   help="--scenarios, and write each kernel's lines to Tests/Scenarios/NAME.expected")
+    p.add_argument("--guest-script", metavar="FILE",
+                   help="also run FILE (busybox sh) in the guest after both suites, before the unload; "
+                        "its output in guest/boot-N/results/extra.out, its files in results/extra/")
+    p.add_argument("--guest-file", action="append", metavar="PATH",
+                   help="also put PATH in the guest's /lab (with its shared libraries), for "
+                        "--guest-script (repeatable)")
     p.add_argument("--timeout", type=int, default=75, help="minutes per boot (default 75)")
     p.add_argument("--hang-after", type=int, default=120,
                    help="seconds a case may run before the lab calls it hung in the kernel and boots "

@@ -78,7 +78,8 @@ def shared_libs(binary):
     return ldd_paths(r.stdout)
 
 
-def make_initramfs(path, info, dmirror, config):
+def make_initramfs(path, info, dmirror, config, extra=()):
+    """extra: (name under /lab, host path) pairs: the extras' script and binaries."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     with open(path, "wb") as f:
         c = Cpio(f)
@@ -98,6 +99,15 @@ def make_initramfs(path, info, dmirror, config):
         bins = [("lab/hmm-tests", info["hmm_tests"])]
         if dmirror:
             bins.append(("lab/dmirror", dmirror))
+        for name, src in extra:
+            if name.startswith("/") or "/" in name:   # /boot/config-R, scenarios/NAME.scn
+                path = name if name.startswith("/") else "lab/" + name
+                parts = path.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    c.dir("/".join(parts[:i]))
+                c.file(path, src, mode=0o644)
+            else:
+                bins.append(("lab/" + name, src))
         for name, src in bins:
             c.file(name, src)
             for lib in shared_libs(src):

@@ -190,6 +190,10 @@ class ConsoleWatcher(threading.Thread):
     def limit(self, case):
         """Seconds a case may run before it counts as hung: the harness kills a case
         at 30 s (the benchmark at 120 s), so only a task stuck in the kernel lasts."""
+        # the extras (--extras, --stress, --guest-script) and the repetitions of an explore
+        # scenario between one pair of markers run for minutes
+        if case == "extra" or case.startswith("explore."):
+            return max(self.hang_after, EXTRA_LIMIT)
         return self.hang_after + (90 if case.endswith("." + BENCH) else 0)
 
     def verdict(self, now=None):
@@ -206,6 +210,10 @@ class ConsoleWatcher(threading.Thread):
         if "done" in self.events and now - self.events["done"] >= 60:
             return "done"
         return None
+
+
+# seconds the extras may run before the boot counts as hung
+EXTRA_LIMIT = 1800
 
 
 def boot(cmd, console, qemu_log, timeout_min, hang_after):

@@ -11,7 +11,7 @@ import subprocess
 import time
 import types
 
-from . import boots, build, deps, dmirror, guest, qemu, report
+from . import boots, build, deps, dmirror, extras, guest, qemu, report
 from .common import REPO, LabError, fmt_secs, read_text, say
 
 TRACES = os.path.join(REPO, "Tests", "KernelTraces")
@@ -159,7 +159,8 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
             "the ones asked for")
     config = guest.config_text("run", spm0, spm1, cell.test_hmm, args.test_timeout, trace, cell.thp, c_whole)
     boot_list = boots.run_boots(out, settings, info, dmirror_path, todo, config, args.hang_after,
-                                args.timeout, c_resumable=not c_whole)
+                                args.timeout, c_resumable=not c_whole,
+                                extra=extras.guest_files(args, info, out, dmirror_path))
     results = boots.merge(boot_list, notrun, not c_whole)
     kernel_traces = merge_traces(boot_list, results, os.path.join(out, "dmirror-traces"))
     release = guest.kernel_release(boot_list[0].results) or info.get("release")
@@ -171,6 +172,28 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
                                 trace_status=trace_status, run_flags=run_flags(args, cell), trace=trace,
                                 spm=(spm0, spm1), c_resumable=not c_whole)
     status, summary = report.report(ctx)
+    if getattr(args, "scenarios", False) or getattr(args, "record_scenarios", False):
+        ctx.dmirror_path = dmirror_path
+        summary["scenarios"] = extras.scenarios_report(ctx, record=getattr(args, "record_scenarios", False))
+    if getattr(args, "explore", None):
+        ctx.dmirror_path = dmirror_path
+        summary["explore"] = extras.explore_report(ctx, release, thp)
+    if getattr(args, "stress", None):
+        summary["stress"] = extras.stress_report(ctx)
+        if summary["stress"] is None:
+            say(f"lab: FAIL: --stress: the guest did not run {extras.STRESS}")
+            status = status or 1
+        elif summary["stress"]["stale"] and not getattr(args, "mutant", None):
+            say(f"lab: FAIL: {extras.STRESS}: the kernel left a stale device mapping in "
+                f"{summary['stress']['stale']} repetition(s)")
+            status = status or 1
+    if getattr(args, "extras", False):
+        ctx.dmirror_path = dmirror_path
+        summary["extras"], problems = extras.report(ctx, release, thp)
+        for p in problems:
+            say(f"lab: FAIL: {p}")
+        summary["problems"] = summary.get("problems", []) + problems
+        status = status or (1 if problems else 0)
     if getattr(args, "record_traces", False) and trace and not args.only and not upto:
         dest, n = record_traces(cell, release, kernel_traces, summary=summary)
         say(f"traces: recorded {n} kernel traces and cell.json in {os.path.relpath(dest, REPO)}")
