@@ -7,6 +7,8 @@ configurations (cells), between two kernels, and against injected bugs.
     scripts/lab matrix [--cells A,B,...] --out DIR   several cells, one table
     scripts/lab compare --base CELL --with CELL|--source DIR --out DIR
     scripts/lab mutants --out DIR                 injected bugs, each against stock 7.3
+    scripts/lab scenario FILE... --out DIR        scenarios on the real driver, each against the simulator
+    scripts/lab fuzz --seed S --count N --out DIR random scenarios the same way, differences shrunk
     scripts/lab cells                             the cells
     scripts/lab build [--cell NAME]               only build (or reuse) kernel, test_hmm.ko, hmm-tests
     scripts/lab shell [--cell NAME]               boot the test kernel with a shell on the console
@@ -94,6 +96,27 @@ def cmd_mutants(args):
     return mutants.run_all(args, os.path.realpath(args.out))
 
 
+def cmd_differential(args):
+    """scenario/fuzz: the scenarios run in the guest after one smoke case of each suite."""
+    from . import differential
+    cell = cells.cell(args.cell)
+    out = os.path.realpath(args.out)
+    os.makedirs(out, exist_ok=True)
+    if args.cmd == "scenario":
+        text, files = differential.scenario_script(args.files)
+    else:
+        text, files = differential.fuzz_script(args.seed, args.count, args.length)
+    script = os.path.join(out, "scenarios.sh")
+    with open(script, "w") as f:
+        f.write(text)
+    os.chmod(script, 0o755)
+    args.guest_script = script
+    args.guest_files_at = files
+    args.only = differential.SMOKE
+    status, _ = runner.run_cell(args, cell, out)
+    return max(status, differential.report(out, args.cmd))
+
+
 def cmd_report(args):
     return runner.report_again(os.path.realpath(args.out))
 
@@ -167,6 +190,8 @@ def run_options(p):
     p.add_argument("--explore", type=int, metavar="N",
                    help="also run every scenario of `dmirror explore --list` on the kernel, N repetitions "
                         "each, and set their outcomes beside the simulator's outcome set")
+    p.add_argument("--explore-only", metavar="A,B",
+                   help="with --explore: only these scenarios, in the catalogue's order")
     p.add_argument("--scenarios", action="store_true",
                    help="also run each kept scenario (Tests/Scenarios/*.scn) on the kernel and compare its "
                         "lines with the simulator's (DIR/scenarios/NAME.expected)")
@@ -233,6 +258,25 @@ def parser():
     kernel_options(p)
     guest_options(p)
     p.set_defaults(func=cmd_shell)
+
+    p = sub.add_parser("scenario", help="scenario files on the real driver, each against the simulator")
+    kernel_options(p)
+    guest_options(p)
+    run_options(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="scenario files (docs/scenarios.md)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the report; DIR/differences")
+    p.set_defaults(func=cmd_differential, mutant=None)
+
+    p = sub.add_parser("fuzz", help="random scenarios on the real driver, each against the simulator")
+    kernel_options(p)
+    guest_options(p)
+    run_options(p)
+    p.add_argument("--seed", type=int, default=1, help="the run's seed (dmirror fuzz --seed)")
+    p.add_argument("--count", type=int, default=200, help="how many scenarios (default 200)")
+    p.add_argument("--length", type=int, default=20, help="operations per scenario (default 20)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the report; shrunk differences in DIR/differences")
+    p.set_defaults(func=cmd_differential, mutant=None)
 
     sub.add_parser("cells", help="list the cells").set_defaults(func=cmd_cells)
     sub.add_parser("deps", help="install the Debian packages the lab needs").set_defaults(func=cmd_deps)

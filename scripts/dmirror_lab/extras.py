@@ -160,22 +160,29 @@ def guest_files(args, info, out, dmirror_path=None):
         if script:
             raise LabError("--extras/--stress and --guest-script both give the guest's extra.sh; pass one")
         text = "#!/bin/sh\n# scripts/lab --extras/--stress: written by dmirror_lab/extras.py\n"
-        if stress:
-            text += stress_script(stress)
-        if scenarios:
-            names = kept_scenarios()
-            text += scenarios_script(names)
-            files += [(f"scenarios/{f}", os.path.join(SCENARIOS, f)) for f in names]
-        if explore:
-            if not dmirror_path:
-                raise LabError("--explore needs dmirror (drop --no-dmirror)")
-            text += explore_script([n for n, _ in catalogue(dmirror_path)], explore)
+        # the least likely to take the kernel down first: a fault ends the boot, and what
+        # came after it in the script does not run
         if getattr(args, "extras", False):
             text += extras_script()
             files.append(("hmm-bench", build_hmm_bench(info, out)))
             if info.get("config") and info.get("release") and os.path.exists(info["config"]):
                 # dmirror doctor reads CONFIG_TEST_HMM from /boot/config-$(uname -r), as on Debian
                 files.append((f"/boot/config-{info['release']}", info["config"]))
+        if scenarios:
+            names = kept_scenarios()
+            text += scenarios_script(names)
+            files += [(f"scenarios/{f}", os.path.join(SCENARIOS, f)) for f in names]
+        if stress:
+            text += stress_script(stress)
+        if explore:
+            if not dmirror_path:
+                raise LabError("--explore needs dmirror (drop --no-dmirror)")
+            wanted = [n.strip() for n in (getattr(args, "explore_only", None) or "").split(",") if n.strip()]
+            names = [n for n, _ in catalogue(dmirror_path) if not wanted or n in wanted]
+            if not names:
+                raise LabError(f"--explore-only {args.explore_only}: no such scenario "
+                               "(`dmirror explore --list`)")
+            text += explore_script(names, explore)
         path = os.path.join(out, "extra.sh")
         with open(path, "w") as f:
             f.write(text)
@@ -184,6 +191,7 @@ def guest_files(args, info, out, dmirror_path=None):
         if not os.path.isfile(script):
             raise LabError(f"--guest-script {script}: no such file")
         files.append(("extra.sh", os.path.realpath(script)))
+    files += getattr(args, "guest_files_at", None) or []   # (guest name, host path) pairs
     for path in getattr(args, "guest_file", None) or []:
         if not os.path.isfile(path):
             raise LabError(f"--guest-file {path}: no such file")
@@ -225,6 +233,9 @@ def extra_dir(ctx):
     """results/extra of the last boot that ran the extras, or None."""
     boot = next((b for b in reversed(ctx.boots)
                  if os.path.exists(os.path.join(b.results, "extra.rc"))), None)
+    # a boot the extras ended (a kernel fault) has their results so far, and no extra.rc
+    boot = boot or next((b for b in reversed(ctx.boots) if os.path.isdir(os.path.join(b.results, "extra"))),
+                        None)
     return os.path.join(boot.results, "extra") if boot else None
 
 
