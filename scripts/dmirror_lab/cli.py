@@ -191,7 +191,7 @@ def run_options(p):
                    help="also run every scenario of `dmirror explore --list` on the kernel, N repetitions "
                         "each, and set their outcomes beside the simulator's outcome set")
     p.add_argument("--explore-only", metavar="A,B",
-                   help="with --explore: only these scenarios, in the catalogue's order")
+                   help="with --explore: only these scenarios, in this order")
     p.add_argument("--scenarios", action="store_true",
                    help="also run each kept scenario (Tests/Scenarios/*.scn) on the kernel and compare its "
                         "lines with the simulator's (DIR/scenarios/NAME.expected)")

@@ -178,7 +178,8 @@ def guest_files(args, info, out, dmirror_path=None):
             if not dmirror_path:
                 raise LabError("--explore needs dmirror (drop --no-dmirror)")
             wanted = [n.strip() for n in (getattr(args, "explore_only", None) or "").split(",") if n.strip()]
-            names = [n for n, _ in catalogue(dmirror_path) if not wanted or n in wanted]
+            known = [n for n, _ in catalogue(dmirror_path)]
+            names = [n for n in wanted if n in known] if wanted else known
             if not names:
                 raise LabError(f"--explore-only {args.explore_only}: no such scenario "
                                "(`dmirror explore --list`)")
