@@ -125,6 +125,7 @@ public final class TracingMachine: Machine {
 
     public func load(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) { base.load(address, into: buffer) }
     public func store(_ address: UInt64, from buffer: UnsafeRawBufferPointer) { base.store(address, from: buffer) }
+    public func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer? { base.directMemory(address) }
 
     public func createTemporaryFile(size: Int) throws(Errno) -> any MachineFile {
         try base.createTemporaryFile(size: size)

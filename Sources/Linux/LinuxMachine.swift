@@ -101,6 +101,10 @@ public final class LinuxMachine: Machine {
         destination.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(address))!, byteCount: buffer.count)
     }
 
+    public func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: UInt(address))
+    }
+
     public func store(_ address: UInt64, from buffer: UnsafeRawBufferPointer) {
         guard let source = buffer.baseAddress, buffer.count > 0 else { return }
         UnsafeMutableRawPointer(bitPattern: UInt(address))!.copyMemory(from: source, byteCount: buffer.count)

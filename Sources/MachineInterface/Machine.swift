@@ -51,6 +51,11 @@ public protocol Machine: AnyObject, Sendable {
     /// The CPU stores `buffer` at `address`, page by page in ascending order
     /// (write faults: COW, zero-page replacement, migrate_to_ram, ...).
     func store(_ address: UInt64, from buffer: UnsafeRawBufferPointer)
+    /// `address` as a pointer this process can use in place, when the machine's
+    /// memory is this process's own (the kernel backend); nil otherwise. The
+    /// suite's `int *ptr` loops then run on the memory itself, as the C suite's
+    /// do, instead of through a bounce buffer and a copy.
+    func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer?
 
     // MARK: Files and devices
 

@@ -5,10 +5,21 @@ extension Machine {
     /// Walks are not counted unless the machine says how.
     public func pageWalkCount() -> Int? { nil }
 
+    /// Not this process's memory unless the machine says so.
+    public func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer? { nil }
+
+    /// Whether the machine's memory is this process's own (`directMemory` answers).
+    public var memoryIsThisProcess: Bool { directMemory(UInt64(pageSize)) != nil }
+
     /// `for (i = 0; i < count; ++i) ptr[i] = value(i)` as one bulk store.
     /// Inlinable so `value` is inlined into the fill loop at the call site.
     @inlinable
     public func storeInt32s(_ address: UInt64, count: Int, _ value: (Int) -> Int32) {
+        if count > 0, let memory = directMemory(address) {
+            let ints = memory.bindMemory(to: Int32.self, capacity: count)
+            for i in 0..<count { ints[i] = value(i) }
+            return
+        }
         let values = UnsafeMutableBufferPointer<Int32>.allocate(capacity: count)
         defer { values.deallocate() }
         for i in 0..<count { values[i] = value(i) }

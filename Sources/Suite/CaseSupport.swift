@@ -71,6 +71,11 @@ extension TestContext {
     func assertCPUInts(_ machine: any Machine, _ address: UInt64, count: Int, _ what: String = "ptr",
                        fileID: StaticString = #fileID, line: UInt = #line,
                        equal expected: (Int) -> Int32) throws {
+        if count > 0, let memory = machine.directMemory(address) {
+            let ints = UnsafeBufferPointer(start: memory.bindMemory(to: Int32.self, capacity: count), count: count)
+            try assertInts(ints, what, fileID: fileID, line: line, equal: expected)
+            return
+        }
         let values = machine.loadInt32s(address, count: count)
         try values.withUnsafeBufferPointer { buffer in
             try assertInts(buffer, what, fileID: fileID, line: line, equal: expected)
