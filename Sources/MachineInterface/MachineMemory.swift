@@ -8,9 +8,6 @@ extension Machine {
     /// Not this process's memory unless the machine says so.
     public func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer? { nil }
 
-    /// Whether the machine's memory is this process's own (`directMemory` answers).
-    public var memoryIsThisProcess: Bool { directMemory(UInt64(pageSize)) != nil }
-
     /// `for (i = 0; i < count; ++i) ptr[i] = value(i)` as one bulk store.
     /// Inlinable so `value` is inlined into the fill loop at the call site.
     @inlinable
