@@ -48,6 +48,10 @@ final class MigrateVMA {
     /// What each collected entry was before it became a migration entry, to restore on failure.
     /// (An array, not a dictionary: every page of a window may be collected.)
     var saved: [SavedEntry?]
+    /// The other mappings of collected pages (another mm's, after fork) that
+    /// migrate_device_unmap()'s try_to_migrate() replaced by migration entries, for
+    /// remove_migration_ptes() to map the new page (or the old one back) into.
+    var rmapped: [RmapMapping] = []
 
     var npages: Int { src.count }
 
@@ -67,6 +71,15 @@ final class MigrateVMA {
     }
 
     func address(_ i: Int) -> UInt64 { start + UInt64(i) << UInt64(mm.pageShift) }
+}
+
+/// A mapping of source entry `index`'s page in `mm` at `addr`, other than the one
+/// migrate_vma_collect() replaced, and what it was.
+struct RmapMapping {
+    let mm: MMStruct
+    let addr: UInt64
+    let index: Int
+    let saved: SavedEntry
 }
 
 /// What a collected entry was before it became a migration entry: its kind and write bit.
@@ -128,24 +141,103 @@ extension MMStruct {
                 from = split.resume
                 ptl.lock()
             }
-            migrateDeviceUnmapCheck(args)
             ptl.unlock()
+            tryToMigrate(args)
+            ptl.lock()
+            let restored = migrateDeviceUnmapCheck(args)
+            ptl.unlock()
+            for i in restored { restoreRmapped(args, i) }
         }
+    }
+
+    /// migrate_device_unmap()'s try_to_migrate() of a collected page that is still mapped
+    /// elsewhere (a COW-shared page after fork): rmap_walk() finds every other mapping, and
+    /// try_to_migrate_one() replaces each by a migration entry under an MMU_NOTIFY_CLEAR
+    /// of that mm, so the page migrates for every mm that maps it. The simulator has no
+    /// reverse map: the page tables of every live mm are searched (as migrate_device_range()'s
+    /// eviction does). Only order-0 entries: another mapping of a compound source stays as
+    /// it was.
+    private func tryToMigrate(_ args: MigrateVMA) {
+        struct Key: Hashable { let folio: ObjectIdentifier; let index: Int }
+        var held: [ObjectIdentifier: Int] = [:]
+        var wanted: [Key: Int] = [:]
+        for i in 0..<args.npages {
+            guard args.src[i].flags.contains(.migrate), let page = args.src[i].page, let saved = args.saved[i] else { continue }
+            held[ObjectIdentifier(page.folio), default: 0] += 1
+            if !saved.isPMD { wanted[Key(folio: ObjectIdentifier(page.folio), index: page.index)] = i }
+        }
+        // folio_mapped() beyond the migration entries this collection holds.
+        wanted = wanted.filter { key, i in
+            args.src[i].page!.folio.mapcount.load(ordering: .relaxed) > held[key.folio, default: 0]
+        }
+        guard !wanted.isEmpty else { return }
+        let pageSize = UInt64(self.pageSize)
+        for other in kernel.liveMMs() {
+            var found: [(addr: UInt64, index: Int)] = []
+            other.ptl.withLock {
+                for (pmdIndex, entry) in other.pageTable.pmds {
+                    guard case .table(let table) = entry else { continue }
+                    let base = pmdIndex << UInt64(kernel.pmdShift)
+                    for (k, pte) in table.entries.enumerated() {
+                        guard let (page, _) = Self.rmapSaved(pte),
+                              let i = wanted[Key(folio: ObjectIdentifier(page.folio), index: page.index)] else { continue }
+                        found.append((base + UInt64(k << kernel.pageShift), i))
+                    }
+                }
+            }
+            for f in found.sorted(by: { $0.addr < $1.addr }) {
+                other.withInvalidation(.clear, f.addr, f.addr + pageSize) {
+                    other.ptl.withLock {
+                        guard let source = args.src[f.index].page, let (page, saved) = Self.rmapSaved(other.pageTable.pte(f.addr)),
+                              page === source else { return }
+                        other.pageTable.setPTE(f.addr, .migration(page, writable: saved.writable))
+                        args.rmapped.append(RmapMapping(mm: other, addr: f.addr, index: f.index, saved: saved))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A PTE try_to_migrate_one() replaces by a migration entry: its page and what it was.
+    /// A device-exclusive entry's migration entry is read-only (as in the eviction).
+    private static func rmapSaved(_ pte: PTE) -> (PageRef, SavedEntry)? {
+        switch pte {
+        case .present(let p, let w): (p, SavedEntry(kind: .ptePresent, writable: w))
+        case .devicePrivate(let p, let w): (p, SavedEntry(kind: .pteDevicePrivate, writable: w))
+        case .deviceExclusive(let p, _): (p, SavedEntry(kind: .ptePresent, writable: false))
+        case .none, .migration: nil
+        }
+    }
+
+    /// remove_migration_ptes(folio, folio): the other mappings of source entry `i` that
+    /// try_to_migrate() replaced get the old page back.
+    func restoreRmapped(_ args: MigrateVMA, _ i: Int) {
+        guard let page = args.src[i].page else { return }
+        for e in args.rmapped where e.index == i {
+            e.mm.ptl.withLock {
+                guard case .migration(let p, _) = e.mm.pageTable.pte(e.addr), p === page else { return }
+                e.mm.restore(e.addr, e.saved, page)
+            }
+        }
+        args.rmapped.removeAll { $0.index == i }
     }
 
     /// migrate_device_unmap()'s migrate_vma_check_page(): a collected page that someone
     /// else holds a reference to (a GUP pin) is not migrated; its entry is restored.
-    /// Caller holds `ptl`.
-    private func migrateDeviceUnmapCheck(_ args: MigrateVMA) {
+    /// Returns the entries restored. Caller holds `ptl`.
+    private func migrateDeviceUnmapCheck(_ args: MigrateVMA) -> [Int] {
+        var restored: [Int] = []
         for i in 0..<args.npages {
             guard args.src[i].flags.contains(.migrate), let page = args.src[i].page,
                   page.folio.extraRefs.load(ordering: .relaxed) > 0 else { continue }
             args.src[i].flags.remove(.migrate)
+            restored.append(i)
             if let saved = args.saved[i] {
                 args.saved[i] = nil
                 restore(args.address(i), saved, page)
             }
         }
+        return restored
     }
 
     /// migrate_vma_collect(): walk_page_range with migrate_vma_collect_pmd, from `from`.

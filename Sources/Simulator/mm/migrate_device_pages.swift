@@ -148,6 +148,23 @@ extension MMStruct {
                 i += 1
             }
         }
+        // remove_migration_ptes() in the other mms try_to_migrate() unmapped the sources from:
+        // the new page where the source migrated, the old one back where it did not.
+        for e in args.rmapped {
+            let s = args.src[e.index], d = args.dst[e.index]
+            guard let source = s.page else { continue }
+            e.mm.ptl.withLock {
+                guard case .migration(let p, _) = e.mm.pageTable.pte(e.addr), p === source else { return }
+                if s.flags.contains(.migrate), let newPage = d.page, !d.flags.contains(.compound) {
+                    let w = e.saved.writable
+                    e.mm.pageTable.setPTE(e.addr, newPage.folio.isDevicePrivate ? .devicePrivate(newPage, writable: w)
+                                          : .present(newPage, writable: w))
+                } else {
+                    e.mm.restore(e.addr, e.saved, source)
+                }
+            }
+        }
+        args.rmapped = []
         for folio in unused where folio.mapcount.load(ordering: .relaxed) == 0 {
             folio.pgmap?.ops.folioFree(folio)
         }
