@@ -2,6 +2,7 @@ import ABI
 import Harness
 import Scenario
 import Syscalls
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -106,11 +107,38 @@ enum ScenarioInput {
     }
 }
 
-/// Host buffers for the driver's ptr that can never merge with a scenario's
-/// mappings on the real kernel (each MAP_SHARED anonymous mapping has its own
-/// shmem file), so a buffer does not change the layout the scenario tests.
-struct SharedBuffers: ScenarioBuffers {
+/// Host buffers for the driver's ptr on the real kernel, carved from one MAP_SHARED
+/// anonymous region mapped when the run starts, before any scenario maps anything: a
+/// buffer can never merge with a scenario's mappings (the region has its own shmem file)
+/// nor land in a hole the scenario just made (a fresh mmap per command would: the kernel
+/// places it top-down, in the hole an munmap or mremap left, and a SNAPSHOT of that hole
+/// would see the buffer). A forked case inherits the region; a case's buffers live only
+/// for one command, so cases that run one after another reuse it. A request the region
+/// cannot hold gets a mapping of its own, as before.
+final class SharedBuffers: ScenarioBuffers, @unchecked Sendable {
+    /// Big enough for any command's default buffer (NULL past 1 GiB) and a little more;
+    /// untouched pages cost nothing.
+    static let regionBytes = (1 << 30) + (256 << 20)
+    private let region: UInt64?
+    /// Bytes in use from the region's start (buffers are released last-in first-out).
+    private let used = Mutex<Int>(0)
+
+    init() {
+        region = try? Sys.mmap(address: nil, length: Self.regionBytes, protection: [.read, .write],
+                               flags: [.shared, .anonymous], fd: nil, offset: 0)
+    }
+
     func allocate(_ bytes: Int) -> UnsafeMutableRawBufferPointer? {
+        let rounded = (bytes + 4095) & ~4095
+        if let region, let start = used.withLock({ (used: inout Int) -> Int? in
+            guard used + rounded <= Self.regionBytes else { return nil }
+            defer { used += rounded }
+            return used
+        }) {
+            let base = UnsafeMutableRawPointer(bitPattern: UInt(region) + UInt(start))!
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            return UnsafeMutableRawBufferPointer(start: base, count: bytes)
+        }
         guard let address = try? Sys.mmap(address: nil, length: bytes, protection: [.read, .write],
                                           flags: [.shared, .anonymous], fd: nil, offset: 0) else { return nil }
         return UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: UInt(address)), count: bytes)
@@ -118,6 +146,14 @@ struct SharedBuffers: ScenarioBuffers {
 
     func release(_ buffer: UnsafeMutableRawBufferPointer) {
         guard let base = buffer.baseAddress else { return }
-        try? Sys.munmap(UInt64(UInt(bitPattern: base)), length: buffer.count)
+        let address = UInt64(UInt(bitPattern: base))
+        if let region, address >= region, address < region + UInt64(Self.regionBytes) {
+            let rounded = (buffer.count + 4095) & ~4095
+            used.withLock { used in
+                if Int(address - region) + rounded == used { used -= rounded }
+            }
+            return
+        }
+        try? Sys.munmap(address, length: buffer.count)
     }
 }
