@@ -1,9 +1,36 @@
 import ABI
+import ArgumentParser
 import Harness
 import Linux
 import Scenario
 import Simulator
 import Syscalls
+
+/// The kernel-side options `scenario` and `fuzz` share.
+struct KernelScenarioOptions: ParsableArguments {
+    @Flag(name: .customLong("against-sim"),
+          help: "With --backend kernel: run each scenario again on the simulator configured as this kernel; where the result lines differ, the scenario fails.")
+    var againstSim = false
+
+    @Flag(name: .customLong("kmsg-markers"),
+          help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
+    var kmsgMarkers = false
+
+    func validate(backend: BackendChoice) throws {
+        if againstSim && backend != .kernel {
+            throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel")
+        }
+    }
+
+    /// The markers `--kmsg-markers` asks for, or nil.
+    func markers() throws -> KmsgMarkers? {
+        do throws(Errno) {
+            return kmsgMarkers ? try KmsgMarkers() : nil
+        } catch {
+            throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
+        }
+    }
+}
 
 /// `--against-sim` of `scenario` and `fuzz`: every scenario the real driver ran runs
 /// again on the simulator configured as the running kernel, and the two lists of

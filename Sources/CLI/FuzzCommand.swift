@@ -61,13 +61,7 @@ struct FuzzCommand: ParsableCommand {
                                valueName: "N"))
     var jobs: Int?
 
-    @Flag(name: .customLong("against-sim"),
-          help: "With --backend kernel: run each scenario again on the simulator configured as this kernel; a difference in the result lines fails the scenario and is shrunk.")
-    var againstSim = false
-
-    @Flag(name: .customLong("kmsg-markers"),
-          help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
-    var kmsgMarkers = false
+    @OptionGroup(title: "Against the simulator") var kernelSide: KernelScenarioOptions
 
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
 
@@ -82,7 +76,7 @@ struct FuzzCommand: ParsableCommand {
             throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
         }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
-        if againstSim && backend != .kernel { throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel") }
+        try kernelSide.validate(backend: backend)
     }
 
     func run() throws {
@@ -93,16 +87,11 @@ struct FuzzCommand: ParsableCommand {
         let options = ScenarioRunOptions(checks: true,
                                          buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
                                          prepareProcess: quietFaults)
-        let markers: KmsgMarkers?
-        do throws(Errno) {
-            markers = kmsgMarkers ? try KmsgMarkers() : nil
-        } catch {
-            throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
-        }
+        let markers = try kernelSide.markers()
         let runner = FuzzRunner(launcher: CaseLauncher(timeoutOverride: timeout, makeMachine: resolved.makeMachine),
                                 workers: workers,
                                 options: options, backend: resolved.info, markers: markers)
-        let twin = againstSim ? SimulatorTwin.ofRunningKernel(abi: resolved.abi) : nil
+        let twin = kernelSide.againstSim ? SimulatorTwin.ofRunningKernel(abi: resolved.abi) : nil
         let twinRunner = twin?.runner(timeout: timeout)
         var differences: [(index: Int, scenario: Scenario, difference: String)] = []
         let generator = ScenarioGenerator(length: length)
@@ -196,13 +185,21 @@ struct FuzzCommand: ParsableCommand {
                 + "\(after) statements in \(result.attempts) runs",
             "differs from the simulator: " + shrunk,
         ]
-        let text = ScenarioPrinter.print(result.scenario, header: header)
+        try writeShrunk(result.scenario, header: header, as: scenario.name + " (differs)", file: scenario.name + ".diff.scn",
+                        from: before, to: after, attempts: result.attempts, sink: sink)
+    }
+
+    /// Writes a shrunk scenario to --out (or prints it as comments) and says so.
+    func writeShrunk(_ scenario: Scenario, header: [String], as label: String, file: String,
+                     from before: Int, to after: Int, attempts: Int, sink: ReportSink) throws {
+        let text = ScenarioPrinter.print(scenario, header: header)
+        let what = "# shrunk \(label): \(before) → \(after) statements (\(attempts) runs)"
         if let out {
-            let path = (out.hasSuffix("/") ? out : out + "/") + scenario.name + ".diff.scn"
+            let path = (out.hasSuffix("/") ? out : out + "/") + file
             try writeFile(path, text)
-            sink.out("# shrunk \(scenario.name) (differs): \(before) → \(after) statements (\(result.attempts) runs): \(path)")
+            sink.out(what + ": " + path)
         } else {
-            sink.out("# shrunk \(scenario.name) (differs): \(before) → \(after) statements (\(result.attempts) runs):")
+            sink.out(what + "; with --out DIR it is written there:")
             for line in text.split(separator: "\n") { sink.out("#   " + line) }
         }
     }
@@ -220,15 +217,8 @@ struct FuzzCommand: ParsableCommand {
                 + "in \(result.attempts) runs",
             "failure: " + (report.reasons.first ?? "?"),
         ]
-        let text = ScenarioPrinter.print(result.scenario, header: header)
-        if let out {
-            let path = (out.hasSuffix("/") ? out : out + "/") + scenario.name + ".scn"
-            try writeFile(path, text)
-            sink.out("# shrunk \(scenario.name): \(before) → \(after) statements (\(result.attempts) runs): \(path)")
-        } else {
-            sink.out("# shrunk \(scenario.name): \(before) → \(after) statements (\(result.attempts) runs); with --out DIR it is written there:")
-            for line in text.split(separator: "\n") { sink.out("#   " + line) }
-        }
+        try writeShrunk(result.scenario, header: header, as: scenario.name, file: scenario.name + ".scn",
+                        from: before, to: after, attempts: result.attempts, sink: sink)
     }
 
     func write(_ scenarios: [Scenario], to directory: String) throws {

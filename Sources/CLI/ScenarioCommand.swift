@@ -42,13 +42,7 @@ struct ScenarioCommand: ParsableCommand {
     @Flag(name: .customLong("no-checks"), help: "Do not check the shadow model and invariants (simulator).")
     var noChecks = false
 
-    @Flag(name: .customLong("against-sim"),
-          help: "With --backend kernel: run each scenario again on the simulator configured as this kernel and report where their result lines differ.")
-    var againstSim = false
-
-    @Flag(name: .customLong("kmsg-markers"),
-          help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
-    var kmsgMarkers = false
+    @OptionGroup(title: "Against the simulator") var kernelSide: KernelScenarioOptions
 
     @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
 
@@ -59,7 +53,7 @@ struct ScenarioCommand: ParsableCommand {
             throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
         }
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
-        if againstSim && backend != .kernel { throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel") }
+        try kernelSide.validate(backend: backend)
     }
 
     func run() throws {
@@ -87,18 +81,13 @@ struct ScenarioCommand: ParsableCommand {
         var kernelReports = [ScenarioReport?](repeating: nil, count: scenarios.count)
         let reporter = ScenarioReporter(format: format, scenarios: scenarios) { k, report in kernelReports[k] = report }
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
-        let markers: KmsgMarkers?
-        do throws(Errno) {
-            markers = kmsgMarkers ? try KmsgMarkers() : nil
-        } catch {
-            throw refuse("--kmsg-markers: /dev/kmsg: \(error.named) (it needs root)", exit: KSFTExit.fail)
-        }
+        let markers = try kernelSide.markers()
         CaseLauncher.forwardInterrupts()
         SuiteRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), reporter: reporter, jobs: workers,
                     markers: markers)
             .run(RunPlan(cases: cases), backend: resolved.info)
         var differing = 0
-        if againstSim {
+        if kernelSide.againstSim {
             let twin = SimulatorTwin.ofRunningKernel(abi: resolved.abi)
             let simulated = twin.runner(timeout: nil).reports(scenarios)
             for (k, scenario) in scenarios.enumerated() {
