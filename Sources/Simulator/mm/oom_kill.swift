@@ -28,13 +28,15 @@ extension MMStruct {
 }
 
 extension SimChild {
-    /// process_mrelease(): reap a child that a fatal signal is ending. EINVAL while
-    /// it is not dying; nothing to do once its mm is gone.
+    /// process_mrelease(): reap a child that a fatal signal is ending. ESRCH once it
+    /// has exited (find_lock_task_mm() finds no thread with an mm), EINVAL while it
+    /// is not dying. (Coarser than the kernel: a child already in do_exit() without a
+    /// signal counts as not dying, where task_will_free_mem() would reap it.)
     func releaseMemory() throws(Errno) {
-        guard task.killed || task.isFinished else { throw .EINVAL }
+        if task.isFinished { throw .ESRCH }
+        guard task.killed else { throw .EINVAL }
         let mm = process.mm
-        // find_lock_task_mm() finds no mm once the child has exited.
-        guard !task.isFinished, mm.mmgetNotZero() else { return }
+        guard mm.mmgetNotZero() else { throw .ESRCH }
         defer { mm.mmput() }
         mm.mmapLock.readLock()
         defer { mm.mmapLock.readUnlock() }
