@@ -173,33 +173,25 @@ struct BenchReport {
         return result.median / c
     }
 
-    private static func format(_ value: Double, _ digits: Int = 0) -> String {
-        Sys.format(digits == 0 ? "%.0f" : "%.\(digits)f", [value])
-    }
-
-    private static func padded(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
-    }
-
     var text: String {
         var lines = ["dmirror bench: \(backend), \(iterations) calls x \(repeats) repeats (median ns per call)"]
-        var header = Self.padded("operation", 24) + Self.padded("THP", 5) + Self.padded("median", 10)
-            + Self.padded("min", 10) + Self.padded("max", 10)
-        if baseline != nil { header += Self.padded("C", 10) + "ratio" }
+        var header = TextFormat.padded("operation", 24) + TextFormat.padded("THP", 5) + TextFormat.padded("median", 10)
+            + TextFormat.padded("min", 10) + TextFormat.padded("max", 10)
+        if baseline != nil { header += TextFormat.padded("C", 10) + "ratio" }
         lines.append(header)
         for result in results {
-            var row = Self.padded(result.operation, 24) + Self.padded(result.thp ? "on" : "off", 5)
+            var row = TextFormat.padded(result.operation, 24) + TextFormat.padded(result.thp ? "on" : "off", 5)
             if let error = result.error {
                 lines.append(row + "failed: " + error)
                 continue
             }
-            row += Self.padded(Self.format(result.median), 10) + Self.padded(Self.format(result.perRepeat.first!), 10)
-                + Self.padded(Self.format(result.perRepeat.last!), 10)
+            row += TextFormat.padded(TextFormat.fixed(result.median), 10) + TextFormat.padded(TextFormat.fixed(result.perRepeat.first!), 10)
+                + TextFormat.padded(TextFormat.fixed(result.perRepeat.last!), 10)
             if let baseline {
                 if let c = baseline[key(result)], let ratio = ratio(result) {
-                    row += Self.padded(Self.format(c), 10) + Self.format(ratio, 3)
+                    row += TextFormat.padded(TextFormat.fixed(c), 10) + TextFormat.fixed(ratio, 3)
                 } else {
-                    row += Self.padded("-", 10) + "-"
+                    row += TextFormat.padded("-", 10) + "-"
                 }
             }
             lines.append(row)
@@ -207,19 +199,19 @@ struct BenchReport {
         if let walkProblem { lines.append("page-table walks: not counted: \(walkProblem)") }
         if let walks {
             lines.append("page-table walks over \(walkPages) pages (walk_page_range + walk_page_range_vma calls, per command):")
-            lines.append(Self.padded("sequence", 36) + Self.padded("claimed", 9)
-                         + WalkSequences.PageState.allCases.map { Self.padded($0.rawValue, 16) }.joined())
+            lines.append(TextFormat.padded("sequence", 36) + TextFormat.padded("claimed", 9)
+                         + WalkSequences.PageState.allCases.map { TextFormat.padded($0.rawValue, 16) }.joined())
             for sequence in WalkSequences.sequences {
-                var row = Self.padded(sequence.name, 36) + Self.padded(String(sequence.claimed), 9)
+                var row = TextFormat.padded(sequence.name, 36) + TextFormat.padded(String(sequence.claimed), 9)
                 for state in WalkSequences.PageState.allCases {
                     guard let count = walks.first(where: { $0.sequence.name == sequence.name && $0.state == state }) else {
-                        row += Self.padded("-", 16)
+                        row += TextFormat.padded("-", 16)
                         continue
                     }
                     if let error = count.error {
-                        row += Self.padded("(\(error))", 16)
+                        row += TextFormat.padded("(\(error))", 16)
                     } else {
-                        row += Self.padded("\(count.total) (" + count.perCommand.map(String.init).joined(separator: "+") + ")", 16)
+                        row += TextFormat.padded("\(count.total) (" + count.perCommand.map(String.init).joined(separator: "+") + ")", 16)
                     }
                 }
                 lines.append(row)
@@ -234,10 +226,10 @@ struct BenchReport {
             if let error = result.error {
                 fields.append("\"error\": \(JSON.quote(error))")
             } else {
-                fields += ["\"median_ns\": \(Self.format(result.median, 1))", "\"min_ns\": \(Self.format(result.perRepeat.first!, 1))",
-                           "\"max_ns\": \(Self.format(result.perRepeat.last!, 1))"]
+                fields += ["\"median_ns\": \(TextFormat.fixed(result.median, 1))", "\"min_ns\": \(TextFormat.fixed(result.perRepeat.first!, 1))",
+                           "\"max_ns\": \(TextFormat.fixed(result.perRepeat.last!, 1))"]
                 if let c = baseline?[key(result)], let ratio = ratio(result) {
-                    fields += ["\"c_ns\": \(Self.format(c, 1))", "\"ratio\": \(Self.format(ratio, 4))"]
+                    fields += ["\"c_ns\": \(TextFormat.fixed(c, 1))", "\"ratio\": \(TextFormat.fixed(ratio, 4))"]
                 }
             }
             return "{" + fields.joined(separator: ", ") + "}"
@@ -260,29 +252,24 @@ struct MigrationReport {
     let repeats: Int
     let rows: [MigrationBench.Row]
 
-    private static func f(_ value: Double, _ digits: Int) -> String { Sys.format("%.\(digits)f", [value]) }
-    private static func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
-    }
-
     var text: String {
         var lines = ["dmirror bench --migration: \(backend), median of \(repeats)",
-                     Self.pad("variant", 15) + Self.pad("MiB", 7) + Self.pad("to-dev GB/s", 13) + Self.pad("to-sys GB/s", 13)
-                        + Self.pad("memcpy GB/s", 13) + Self.pad("ratio dev/sys", 15) + Self.pad("ns/page dev/sys", 17)
-                        + Self.pad("peak/real MiB", 15) + "faults/page"]
+                     TextFormat.padded("variant", 15) + TextFormat.padded("MiB", 7) + TextFormat.padded("to-dev GB/s", 13) + TextFormat.padded("to-sys GB/s", 13)
+                        + TextFormat.padded("memcpy GB/s", 13) + TextFormat.padded("ratio dev/sys", 15) + TextFormat.padded("ns/page dev/sys", 17)
+                        + TextFormat.padded("peak/real MiB", 15) + "faults/page"]
         for row in rows {
-            var line = Self.pad(row.variant.name, 15) + Self.pad(String(row.bytes >> 20), 7)
+            var line = TextFormat.padded(row.variant.name, 15) + TextFormat.padded(String(row.bytes >> 20), 7)
             if let error = row.error {
                 lines.append(line + "failed: " + error)
                 continue
             }
             let gb = Double(row.bytes) / 1e9
-            line += Self.pad(Self.f(gb / row.toDevice, 2), 13) + Self.pad(Self.f(gb / row.toSystem, 2), 13)
-                + Self.pad(Self.f(gb / row.memcpy, 2), 13)
-                + Self.pad(Self.f(row.toDeviceRatio, 2) + "/" + Self.f(row.toSystemRatio, 2), 15)
-                + Self.pad(Self.f(row.toDevice * 1e9 / Double(row.pages), 0) + "/" + Self.f(row.toSystem * 1e9 / Double(row.pages), 0), 17)
-                + Self.pad((row.peakResident.map { String($0 >> 20) } ?? "?") + "/" + String(row.realFootprint >> 20), 15)
-                + Self.f(row.faultsPerPage, 2)
+            line += TextFormat.padded(TextFormat.fixed(gb / row.toDevice, 2), 13) + TextFormat.padded(TextFormat.fixed(gb / row.toSystem, 2), 13)
+                + TextFormat.padded(TextFormat.fixed(gb / row.memcpy, 2), 13)
+                + TextFormat.padded(TextFormat.fixed(row.toDeviceRatio, 2) + "/" + TextFormat.fixed(row.toSystemRatio, 2), 15)
+                + TextFormat.padded(TextFormat.fixed(row.toDevice * 1e9 / Double(row.pages), 0) + "/" + TextFormat.fixed(row.toSystem * 1e9 / Double(row.pages), 0), 17)
+                + TextFormat.padded((row.peakResident.map { String($0 >> 20) } ?? "?") + "/" + String(row.realFootprint >> 20), 15)
+                + TextFormat.fixed(row.faultsPerPage, 2)
             lines.append(line)
         }
         return lines.joined(separator: "\n")
@@ -294,11 +281,11 @@ struct MigrationReport {
             if let error = row.error {
                 fields.append("\"error\": \(JSON.quote(error))")
             } else {
-                fields += ["\"to_device_s\": \(Self.f(row.toDevice, 6))", "\"to_system_s\": \(Self.f(row.toSystem, 6))",
-                           "\"memcpy_s\": \(Self.f(row.memcpy, 6))", "\"to_device_ratio\": \(Self.f(row.toDeviceRatio, 4))",
-                           "\"to_system_ratio\": \(Self.f(row.toSystemRatio, 4))",
+                fields += ["\"to_device_s\": \(TextFormat.fixed(row.toDevice, 6))", "\"to_system_s\": \(TextFormat.fixed(row.toSystem, 6))",
+                           "\"memcpy_s\": \(TextFormat.fixed(row.memcpy, 6))", "\"to_device_ratio\": \(TextFormat.fixed(row.toDeviceRatio, 4))",
+                           "\"to_system_ratio\": \(TextFormat.fixed(row.toSystemRatio, 4))",
                            "\"peak_resident\": \(row.peakResident.map(String.init) ?? "null")",
-                           "\"real_footprint\": \(row.realFootprint)", "\"faults_per_page\": \(Self.f(row.faultsPerPage, 3))"]
+                           "\"real_footprint\": \(row.realFootprint)", "\"faults_per_page\": \(TextFormat.fixed(row.faultsPerPage, 3))"]
             }
             return "{" + fields.joined(separator: ", ") + "}"
         }

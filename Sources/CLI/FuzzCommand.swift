@@ -150,14 +150,14 @@ struct FuzzCommand: ParsableCommand {
         if failures.count > shrinkLimit {
             sink.out("# \(failures.count - shrinkLimit) more failing scenario(s) not shrunk (--shrink-limit \(shrinkLimit))")
         }
-        var summary = "\(count) scenarios in \(Self.fixed(seconds, 2)) s: \(Self.fixed(rate, 1)) scenarios/s "
+        var summary = "\(count) scenarios in \(TextFormat.fixed(seconds, 2)) s: \(TextFormat.fixed(rate, 1)) scenarios/s "
             + "(backend \(resolved.info.name), -j \(workers), length \(length), seed \(seed)); "
             + "\(failures.count) failed, \(violations) invariant violation(s)"
         if let twin { summary += "; \(differences.count) differ from the simulator (\(twin.resolved.info.detail))" }
         switch format {
         case .text: sink.out("# fuzz: " + summary)
         case .jsonl:
-            sink.out("{\"fuzz\": {\"count\": \(count), \"seconds\": \(Self.fixed(seconds, 3)), \"rate\": \(Self.fixed(rate, 1)), "
+            sink.out("{\"fuzz\": {\"count\": \(count), \"seconds\": \(TextFormat.fixed(seconds, 3)), \"rate\": \(TextFormat.fixed(rate, 1)), "
                      + "\"failed\": \(failures.count), \"violations\": \(violations), \"differ\": \(differences.count)}, "
                      + "\"passed\": \(failures.isEmpty && differences.isEmpty)}")
         }
@@ -235,15 +235,6 @@ struct FuzzCommand: ParsableCommand {
         } catch {
             throw refuse("\(path): cannot write: \(error.named)", exit: KSFTExit.fail)
         }
-    }
-
-    /// `value` with `digits` decimals (no Foundation formatting).
-    static func fixed(_ value: Double, _ digits: Int) -> String {
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = Int((value * scale).rounded())
-        let whole = scaled / Int(scale), fraction = String(abs(scaled % Int(scale)))
-        return digits == 0 ? "\(whole)" : "\(whole).\(String(repeating: "0", count: digits - fraction.count))\(fraction)"
     }
 }
 
