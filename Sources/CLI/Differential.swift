@@ -6,8 +6,20 @@ import Scenario
 import Simulator
 import Syscalls
 
-/// The kernel-side options `scenario` and `fuzz` share.
-struct KernelScenarioOptions: ParsableArguments {
+/// The backend options `scenario` and `fuzz` share: which machine, its ABI, how many
+/// scenarios at once, and on the kernel, the simulator beside it and the kmsg markers.
+struct ScenarioBackendOptions: ParsableArguments {
+    @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 is test_hmm's and opens, else the simulator.")
+    var backend: BackendChoice = .auto
+
+    @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
+    var abi: ABIGeneration?
+
+    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
+            help: ArgumentHelp("Scenarios at once (default: 1 on the kernel, the number of CPUs on the simulator).",
+                               valueName: "N"))
+    var jobs: Int?
+
     @Flag(name: .customLong("against-sim"),
           help: "With --backend kernel: run each scenario again on the simulator configured as this kernel; where the result lines differ, the scenario fails.")
     var againstSim = false
@@ -16,10 +28,31 @@ struct KernelScenarioOptions: ParsableArguments {
           help: "Write BEGIN/END lines for each scenario to /dev/kmsg (root), so kernel splats can be attributed to scenarios.")
     var kmsgMarkers = false
 
-    func validate(backend: BackendChoice) throws {
+    @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
+
+    func validate() throws {
+        if backend == .kernel && simulator.given {
+            throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
+        }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
         if againstSim && backend != .kernel {
             throw ValidationError("--against-sim compares the real driver with the simulator: it needs --backend kernel")
         }
+    }
+
+    /// The backend (ScenarioBackend.resolve), refusing -j > 1 on the kernel, whose devices the scenarios share.
+    func resolve(needsDriver: Bool) throws -> ResolvedBackend {
+        let resolved = try ScenarioBackend.resolve(backend, abi: abi, simulator: simulator, needsDriver: needsDriver)
+        if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
+        return resolved
+    }
+
+    /// Scenarios at once: --jobs, else 1 on the kernel and one per CPU on the simulator.
+    func workers(_ resolved: ResolvedBackend) -> Int { jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs) }
+
+    /// The driver's buffers: shared memory on the kernel (SharedBuffers), the heap on the simulator.
+    func buffers(_ resolved: ResolvedBackend) -> any ScenarioBuffers {
+        resolved.backend == .kernel ? SharedBuffers() : HeapBuffers()
     }
 
     /// The markers `--kmsg-markers` asks for, or nil.

@@ -47,23 +47,10 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds a scenario may run before it counts as hung.", valueName: "SECONDS"))
     var timeout: Double = 10
 
-    @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 is test_hmm's and opens, else the simulator.")
-    var backend: BackendChoice = .auto
-
-    @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
-    var abi: ABIGeneration?
-
     @Option(help: "text (failing scenarios and the summary) or jsonl (every scenario, one JSON object each).")
     var format: ScenarioFormat = .text
 
-    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
-            help: ArgumentHelp("Scenarios at once (default: 1 on the kernel, the number of CPUs on the simulator).",
-                               valueName: "N"))
-    var jobs: Int?
-
-    @OptionGroup(title: "Against the simulator") var kernelSide: KernelScenarioOptions
-
-    @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
+    @OptionGroup var backendOptions: ScenarioBackendOptions
 
     func validate() throws {
         guard (1...10_000_000).contains(count) else { throw ValidationError("--count must be 1 to 10000000 (got \(count))") }
@@ -72,26 +59,18 @@ struct FuzzCommand: ParsableCommand {
         guard first >= 0 else { throw ValidationError("--first must be at least 0") }
         guard maxShrink >= 0 else { throw ValidationError("--max-shrink must be at least 0") }
         if writeAll && out == nil { throw ValidationError("--write-all needs --out DIR") }
-        if backend == .kernel && simulator.given {
-            throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
-        }
-        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
-        try kernelSide.validate(backend: backend)
     }
 
     func run() throws {
         if let out { try OutputPath.prepareDirectory(out, option: "--out") }
-        let resolved = try ScenarioBackend.resolve(backend, abi: abi, simulator: simulator, needsDriver: true)
-        if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
-        let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
-        let options = ScenarioRunOptions(checks: true,
-                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
-                                         prepareProcess: quietFaults)
-        let markers = try kernelSide.markers()
+        let resolved = try backendOptions.resolve(needsDriver: true)
+        let workers = backendOptions.workers(resolved)
+        let options = ScenarioRunOptions(checks: true, buffers: backendOptions.buffers(resolved), prepareProcess: quietFaults)
+        let markers = try backendOptions.markers()
         let runner = FuzzRunner(launcher: CaseLauncher(timeoutOverride: timeout, makeMachine: resolved.makeMachine),
                                 workers: workers,
                                 options: options, backend: resolved.info, markers: markers)
-        let twin = kernelSide.againstSim ? SimulatorTwin.ofRunningKernel(abi: resolved.abi) : nil
+        let twin = backendOptions.againstSim ? SimulatorTwin.ofRunningKernel(abi: resolved.abi) : nil
         let twinRunner = twin?.runner(timeout: timeout)
         var differences: [(index: Int, scenario: Scenario, difference: String)] = []
         let generator = ScenarioGenerator(length: length)

@@ -25,35 +25,17 @@ struct ScenarioCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Scenario files; - reads one from standard input.", valueName: "FILE"))
     var files: [String]
 
-    @Option(help: "auto: the real test_hmm driver if /dev/hmm_dmirror0 is test_hmm's and opens, else the simulator.")
-    var backend: BackendChoice = .auto
-
-    @Option(help: "The dmirror ioctl ABI generation (default: the running kernel's; the simulator's is 7.3).")
-    var abi: ABIGeneration?
-
     @Option(help: "text (result lines) or jsonl (one JSON object per scenario).")
     var format: ScenarioFormat = .text
-
-    @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
-            help: ArgumentHelp("Scenarios at once (default: 1 on the kernel, the number of CPUs on the simulator).",
-                               valueName: "N"))
-    var jobs: Int?
 
     @Flag(name: .customLong("no-checks"), help: "Do not check the shadow model and invariants (simulator).")
     var noChecks = false
 
-    @OptionGroup(title: "Against the simulator") var kernelSide: KernelScenarioOptions
-
-    @OptionGroup(title: "Simulator") var simulator: SimulatorOptions
+    @OptionGroup var backendOptions: ScenarioBackendOptions
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("name at least one scenario file (or - for standard input)") }
         if files.filter({ $0 == "-" }).count > 1 { throw ValidationError("- (standard input) can be given once") }
-        if backend == .kernel && simulator.given {
-            throw ValidationError("--sim-release and --sim-thp configure the simulator; the kernel backend is what it is")
-        }
-        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (got \(jobs)).") }
-        try kernelSide.validate(backend: backend)
     }
 
     func run() throws {
@@ -72,22 +54,19 @@ struct ScenarioCommand: ParsableCommand {
             throw refuse(errors.last!.description, exit: KSFTExit.fail)
         }
         let usesDevices = scenarios.contains { ScenarioFacts.opensDevice($0.statements) }
-        let resolved = try ScenarioBackend.resolve(backend, abi: abi, simulator: simulator, needsDriver: usesDevices)
-        if resolved.backend == .kernel, let jobs, jobs > 1 { throw refuse(Run.kernelJobsProblem(jobs), exit: KSFTExit.fail) }
-        let options = ScenarioRunOptions(checks: !noChecks,
-                                         buffers: resolved.backend == .kernel ? SharedBuffers() : HeapBuffers(),
-                                         prepareProcess: quietFaults)
+        let resolved = try backendOptions.resolve(needsDriver: usesDevices)
+        let options = ScenarioRunOptions(checks: !noChecks, buffers: backendOptions.buffers(resolved), prepareProcess: quietFaults)
         let cases = scenarios.map { ScenarioCase.make($0, name: $0.name, options: options, emit: scenarioEmit) }
         var kernelReports = [ScenarioReport?](repeating: nil, count: scenarios.count)
         let reporter = ScenarioReporter(format: format, scenarios: scenarios) { k, report in kernelReports[k] = report }
-        let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
-        let markers = try kernelSide.markers()
+        let workers = backendOptions.workers(resolved)
+        let markers = try backendOptions.markers()
         CaseLauncher.forwardInterrupts()
         SuiteRunner(launcher: CaseLauncher(makeMachine: resolved.makeMachine), reporter: reporter, jobs: workers,
                     markers: markers)
             .run(RunPlan(cases: cases), backend: resolved.info)
         var differing = 0
-        if kernelSide.againstSim {
+        if backendOptions.againstSim {
             let twin = SimulatorTwin.ofRunningKernel(abi: resolved.abi)
             let simulated = twin.runner(timeout: nil).reports(scenarios)
             for (k, scenario) in scenarios.enumerated() {
