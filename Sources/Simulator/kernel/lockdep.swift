@@ -207,6 +207,7 @@ final class CheckerReports: @unchecked Sendable {
         case oddSequence = "odd invalidate sequence"
         case staleMapping = "stale device mapping"
         case uncheckedCommit = "page table commit without read_retry"
+        case oops = "kernel oops"
     }
 
     private(set) var entries: [(kind: Kind, text: String)] = []

@@ -229,9 +229,9 @@ final class Scheduler: @unchecked Sendable {
         onDeadlock(reports.last ?? "livelock")
     }
 
-    /// A checker found a livelock the run cannot leave (its report is already added):
-    /// the run ends here, as at a deadlock.
-    func livelocked(_ report: String) -> Never { onDeadlock(report) }
+    /// A checker found what the run cannot go past, a livelock or a kernel oops (its
+    /// report is already added): the run ends here, as at a deadlock.
+    func endRun(_ report: String) -> Never { onDeadlock(report) }
 
     /// nanosleep(): the running task sleeps `nanoseconds` of simulated time (one
     /// scheduling point is one microsecond). Others run meanwhile; when nothing

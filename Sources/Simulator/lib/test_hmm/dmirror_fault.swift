@@ -91,7 +91,7 @@ extension Dmirror {
             mm.kernel.checkers.add(.selfInvalidation, report)
             // Nothing else can end the loop (the kernel's would give -EBUSY a second later, or
             // never for READ_UNLOCKED): the report is final, as a deadlock's is.
-            mm.kernel.scheduler.livelocked(report)
+            mm.kernel.scheduler.endRun(report)
         }
         mm.kernel.scheduler.retried("the notifier-sequence retry of [0x\(String(range.start, radix: 16)), 0x\(String(range.end, radix: 16)))")
     }
@@ -146,12 +146,13 @@ extension Dmirror {
         var dst = bounce.ptr + Int(start - bounce.addr)
         var hole = false
         let pageSize = self.pageSize
+        let kernel = mm.kernel
         pt.scan(start >> pageShift, end >> pageShift) { entry in
             guard let entry else {
                 hole = true
                 return false
             }
-            dst.copyMemory(from: entry.page.address(pageSize: pageSize), byteCount: pageSize)
+            kernel.memcpyFromPage(dst, entry.page, pageSize, caller: "dmirror_do_read")
             dst += pageSize
             bounce.cpages += 1
             return true
@@ -165,7 +166,7 @@ extension Dmirror {
         var pfn = start >> pageShift
         while pfn < end >> pageShift {
             guard let entry = pt[pfn], entry.tag == .write else { return .ENOENT }
-            entry.page.address(pageSize: pageSize).copyMemory(from: src, byteCount: pageSize)
+            mm.kernel.memcpyToPage(entry.page, src, pageSize, caller: "dmirror_do_write")
             src += pageSize
             bounce.cpages += 1
             pfn += 1

@@ -75,3 +75,22 @@ extension MMStruct {
         write ? vma.flags.contains(.write) : vma.isAccessible
     }
 }
+
+// page_fault_oops(): a kernel-mode access to an address with nothing behind it.
+
+extension SimKernel {
+    /// A kernel `access` ("read" or "write") in `caller` through the direct-map address
+    /// of device-private `page`. The kernel oopses and kills the task with its locks
+    /// still held (make_task_dead()); the lab ends a boot there, and the simulator ends
+    /// the run: the report is final, as a deadlock's is.
+    func pageFaultOops(_ page: PageRef, access: String, caller: StaticString) -> Never {
+        let report = """
+            BUG: unable to handle page fault for the direct-map address of PFN 0x\(String(page.pfn, radix: 16))
+              #PF: supervisor \(access) access in kernel mode
+              RIP: \(caller)
+              the PFN is a device-private page (MEMORY_DEVICE_PRIVATE): no RAM is behind it
+            """
+        checkers.add(.oops, report)
+        scheduler.endRun(report)
+    }
+}
