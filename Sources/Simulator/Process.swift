@@ -169,8 +169,16 @@ final class SimProcess: Machine, @unchecked Sendable {
         return try SimChild.start(process, child)
     }
 
-    /// do_exit(): files are released, then the mm.
+    /// exit_mm() has run: the task has no mm any more, so find_lock_task_mm() finds
+    /// nothing (process_mrelease() says ESRCH). Set before anything of the exit can
+    /// be preempted: the kernel's exit_mm() comes first in do_exit().
+    private(set) var mmDetached = false
+
+    /// do_exit(): the mm is detached from the task, the files are released, then the
+    /// mm is put. (The kernel puts the mm in exit_mm(), before exit_files(); the files
+    /// go first here because the mirror's release still unregisters from a live mm.)
     func exit() {
+        mmDetached = true
         let files = lock.withLock { openMirrors }
         for f in files { try? f.close() }
         mm.mmput()

@@ -39,10 +39,13 @@ final class SimChild: ChildProcess, @unchecked Sendable {
     var pid: Int32 { process.pid }
 
     /// kill(): the child ends at its next return to user space (before it ran: it never runs).
+    /// signal_wake_up() lets it run at once on another CPU, so the sender may be
+    /// preempted on its way back: the child can have exited before the sender's next call.
     func kill(_ signal: Signal) throws(Errno) {
         guard status == nil, !task.isFinished else { return }
         status = .signaled(signal)
         task.killed = true
+        process.kernel.scheduler.point()
     }
 
     /// waitpid().

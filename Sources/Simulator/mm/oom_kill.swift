@@ -28,12 +28,12 @@ extension MMStruct {
 }
 
 extension SimChild {
-    /// process_mrelease(): reap a child that a fatal signal is ending. ESRCH once it
-    /// has exited (find_lock_task_mm() finds no thread with an mm), EINVAL while it
-    /// is not dying. (Coarser than the kernel: a child already in do_exit() without a
-    /// signal counts as not dying, where task_will_free_mem() would reap it.)
+    /// process_mrelease(): reap a child that a fatal signal is ending. ESRCH once its
+    /// exit has begun (find_lock_task_mm() finds no thread with an mm after exit_mm()),
+    /// EINVAL while it is not dying. (A child in do_exit() before exit_mm(), which
+    /// task_will_free_mem() would reap, is not modelled: no scheduling point lies there.)
     func releaseMemory() throws(Errno) {
-        if task.isFinished { throw .ESRCH }
+        if task.isFinished || process.mmDetached { throw .ESRCH }
         guard task.killed else { throw .EINVAL }
         let mm = process.mm
         guard mm.mmgetNotZero() else { throw .ESRCH }
