@@ -159,8 +159,8 @@ struct ExploreCommand: ParsableCommand {
                 let explorer = Explorer(scenario, makeMachine: machineFactory(simulated))
                 var tally = Tally()
                 let started = Sys.monotonicNanoseconds()
-                // A finding needs one schedule that shows it; a clean expectation needs them all.
-                let isFound: (Tally) -> Bool = { expectation.finding != nil && expectation.check($0) == nil }
+                // A variant's finding needs one schedule that shows it; the rest need them all.
+                let isFound: (Tally) -> Bool = { expectation.stopsAtFinding && expectation.check($0) == nil }
                 explorer.random(count: random, seed: seed, into: &tally, progress: progress, stop: isFound)
                 explorer.bounded(preemptions: preemptions, limit: limit, into: &tally, progress: progress, stop: isFound)
                 endProgress()
@@ -168,8 +168,7 @@ struct ExploreCommand: ParsableCommand {
                 let variants = expectation.variants.isEmpty ? "stock" : expectation.variants.joined(separator: "+")
                 let problem = expectation.check(tally)
                 if problem != nil { failures += 1 }
-                let found = expectation.finding.map { "finds \"\($0)\"" } ?? "reports nothing"
-                lines.append("\(problem == nil ? "ok" : "FAIL") \(scenario.name) [\(variants)] \(found): "
+                lines.append("\(problem == nil ? "ok" : "FAIL") \(scenario.name) [\(variants)] \(expectation.summary): "
                              + "\(tally.schedules) schedules, \(tally.outcomes.count) outcomes, "
                              + "\(tally.reports.count) distinct reports, \(Self.seconds(seconds))"
                              + (tally.boundedIncomplete ? " (bounded search cut at --limit)" : ""))
@@ -203,8 +202,7 @@ struct ExploreCommand: ParsableCommand {
             lines.append("\(scenario.name): \(scenario.summary)\(scenario.runsOnKernel ? "" : " (simulator only)")")
             for expectation in scenario.expectations {
                 let variants = expectation.variants.isEmpty ? "stock" : expectation.variants.joined(separator: " + ")
-                let found = expectation.finding.map { "finds \"\($0)\"" } ?? "reports nothing"
-                lines.append("  [\(variants)] \(found): \(expectation.because)")
+                lines.append("  [\(variants)] \(expectation.summary): \(expectation.because)")
             }
         }
         lines.append("")

@@ -132,7 +132,14 @@ public enum Catalogue {
             $0.load(0, 2)
             $0.command(.snapshot, 0, 2)
         },
-        expectations: [.init(because: "the child's COW copy never shows through the parent's mirror")])
+        expectations: [
+            .init(finding: "kernel oops",
+                  because: "test_hmm finding (it oopses 7.3.4 in the lab): fork's invalidation erases the parent's "
+                      + "mirror entries, the READ's hmm_range_fault() returns the pages still device-private, "
+                      + "dmirror_do_fault() stores those struct pages rather than their BACKING_PAGE(), and "
+                      + "dmirror_do_read() copies through their direct-map address; where the READ runs after the "
+                      + "child's write brought page 0 home, the child's COW copy never shows through the parent's mirror"),
+        ])
 
     /// Migration to the device while another thread reads the range through the
     /// device. The plain-notifier driver holds its device lock across
@@ -147,7 +154,11 @@ public enum Catalogue {
         ],
         final: { $0.load(0, 4) },
         expectations: [
-            .init(because: "the interval notifier's owner filter lets the driver's own migration through"),
+            .init(finding: "kernel oops",
+                  because: "test_hmm finding (it oopses 7.3.4 in the lab): the interval notifier's owner filter lets "
+                      + "the driver's own migration through, but a READ that walks after the migration gets this "
+                      + "device's device-private PFNs from hmm_range_fault(), stores those struct pages in its page "
+                      + "table and dmirror_do_read() copies through their direct-map address"),
             .init(variants: ["plain-notifier-device-lock"], finding: "deadlock",
                   because: "the device lock is held across migrate_vma_setup(), whose invalidation takes it again"),
         ])
@@ -199,7 +210,9 @@ public enum Catalogue {
         final: { $0.load(0, 4) },
         expectations: [
             .init(because: "no released driver has the command: EINVAL"),
-            .init(variants: ["migrate-on-fault"], because: "with the owner filter the walk's own MIGRATE invalidation is ignored"),
+            .init(variants: ["migrate-on-fault"], tolerating: ["kernel oops"],
+                  because: "with the owner filter the walk's own MIGRATE invalidation is ignored (a READ that faults "
+                      + "after the migration meets the stock driver's oops, as in migrate-read)"),
             .init(variants: ["migrate-on-fault", "no-owner-filter"], finding: "self-invalidation livelock",
                   because: "without the owner filter every migrating walk invalidates itself"),
             .init(variants: ["migrate-on-fault-nested-lock"], finding: "possible recursive locking",

@@ -35,12 +35,16 @@ public struct ConcurrentScenario: Sendable {
         /// Text some checker report must contain in some explored schedule; nil: no
         /// report in any schedule.
         public let finding: String?
+        /// Reports some schedules may give besides the finding (text or kind): a stock
+        /// finding that a variant's scenario meets too. Any other report fails the expectation.
+        public let tolerating: [String]
         /// Why: the bug pattern or the fix.
         public let because: String
 
-        public init(variants: [String] = [], finding: String? = nil, because: String) {
+        public init(variants: [String] = [], finding: String? = nil, tolerating: [String] = [], because: String) {
             self.variants = variants
             self.finding = finding
+            self.tolerating = tolerating
             self.because = because
         }
     }

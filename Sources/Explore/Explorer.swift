@@ -82,8 +82,8 @@ public struct Explorer: Sendable {
                               jitterSeed: UInt64?, _ out: FileDescriptor) -> Never {
         let box = RunBox()
         let machine = makeMachine { report in
-            // Every task waits (or one spins): what happened so far is the outcome.
-            let lines = (box.run?.outcome ?? []) + ["stuck: " + (report.split(separator: "\n").first.map(String.init) ?? report)]
+            // Every task waits, one spins, or the kernel oopsed: what happened so far is the outcome.
+            let lines = (box.run?.outcome ?? []) + ["ended: " + (report.split(separator: "\n").first.map(String.init) ?? report)]
             Explorer.send(lines, box.machine, stuck: report, out)
         }
         box.machine = machine

@@ -22,7 +22,9 @@ struct ExploreTests {
 
     @Test("the same seed gives the same schedule and the same output, byte for byte")
     func determinism() throws {
-        let arguments = ["explore", "fork-cow-device", "--seed", "7", "--permille", "200"]
+        // A schedule in which the child's write, its exit and the parent's READ all happen
+        // (others end in test_hmm's oops before the child runs).
+        let arguments = ["explore", "fork-cow-device", "--seed", "2", "--permille", "50"]
         let first = try runDmirror(arguments)
         let second = try runDmirror(arguments)
         let timing: (String) -> Bool = { $0.contains("schedules/s") }
@@ -75,7 +77,7 @@ struct ExploreTests {
         #expect(text.contains("deadlock: every task of the simulated kernel waits, none can run"))
         #expect(text.contains("waits for &mdevice->devlock, held by task 1 (thread)"))
         #expect(text.contains("#1: &mdevice->devlock at migrateToDevice"))
-        #expect(text.contains("stuck: deadlock"))
+        #expect(text.contains("ended: deadlock"))
     }
 
     @Test("the self-invalidation report lists each invalidation's event and owner")
