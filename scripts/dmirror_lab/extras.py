@@ -43,6 +43,18 @@ def catalogue(dmirror_path):
             if line and not line.startswith(" ") and ": " in line]
 
 
+def explore_names(args, dmirror_path):
+    """The scenarios --explore runs, in order: --explore-only's, else the whole catalogue."""
+    if not dmirror_path:
+        raise LabError("--explore needs dmirror (drop --no-dmirror)")
+    wanted = [n.strip() for n in (getattr(args, "explore_only", None) or "").split(",") if n.strip()]
+    known = [n for n, _ in catalogue(dmirror_path)]
+    names = [n for n in wanted if n in known] if wanted else known
+    if not names:
+        raise LabError(f"--explore-only {args.explore_only}: no such scenario (`dmirror explore --list`)")
+    return names
+
+
 def explore_script(names, repeat):
     """The part of /lab/extra.sh for --explore N: every scenario of the catalogue on the
     kernel, N repetitions each, into explore/NAME.json (a simulator-only one refuses)."""
@@ -175,15 +187,7 @@ def guest_files(args, info, out, dmirror_path=None):
         if stress:
             text += stress_script(stress)
         if explore:
-            if not dmirror_path:
-                raise LabError("--explore needs dmirror (drop --no-dmirror)")
-            wanted = [n.strip() for n in (getattr(args, "explore_only", None) or "").split(",") if n.strip()]
-            known = [n for n, _ in catalogue(dmirror_path)]
-            names = [n for n in wanted if n in known] if wanted else known
-            if not names:
-                raise LabError(f"--explore-only {args.explore_only}: no such scenario "
-                               "(`dmirror explore --list`)")
-            text += explore_script(names, explore)
+            text += explore_script(explore_names(args, dmirror_path), explore)
         path = os.path.join(out, "extra.sh")
         with open(path, "w") as f:
             f.write(text)
@@ -274,46 +278,6 @@ def stress_report(ctx):
     say(f"stress: {STRESS} on the kernel: {result['repeats']} repetitions in {result['seconds']} s, "
         f"{len(outcomes)} distinct outcome(s), stale device data in {caught}"
         + (f"; first: {example}" if example else ""))
-    return result
-
-
-def explore_report(ctx, release, thp):
-    """--explore: each scenario's kernel outcomes against the simulator's outcome set for
-    the same scenario (the cell's release and THP mode, the explorer's default search).
-    Returns {name: {"kernel", "sim", "outside": [outcome lines], "rc"}}, printed."""
-    d = extra_dir(ctx)
-    edir = os.path.join(d, "explore") if d else None
-    if not edir or not os.path.isdir(edir):
-        say("explore: the guest did not run the catalogue")
-        return None
-    result = {}
-    say("explore: the catalogue on the kernel, against the simulator's outcome set (same release, THP):")
-    for f in sorted(os.listdir(edir)):
-        if not f.endswith(".json"):
-            continue
-        name = f[:-len(".json")]
-        rc = read_text(os.path.join(edir, name + ".rc"), "").strip()
-        kdoc = dm.load_document(read_text(os.path.join(edir, f), "")) or {}
-        if not kdoc:
-            err = read_text(os.path.join(edir, name + ".err"), "").strip().splitlines()
-            tail = (err or ["no output"])[-1]
-            say(f"    {name}: not run on the kernel (exit {rc}): {tail}")
-            result[name] = {"rc": rc, "kernel": None}
-            continue
-        r = subprocess.run([ctx.dmirror_path, "explore", name, "--sim-release", release, "--sim-thp", thp,
-                            "--format", "json"], check=False, capture_output=True, text=True)
-        sdoc = dm.load_document(r.stdout) or {}
-        sim = {tuple(o.get("lines") or []) for o in sdoc.get("outcomes") or []}
-        kernel = [(o.get("count", 0), tuple(o.get("lines") or [])) for o in kdoc.get("outcomes") or []]
-        outside = [(n, lines) for n, lines in kernel if lines not in sim]
-        result[name] = {"rc": rc, "kernel": len(kernel), "repetitions": kdoc.get("schedules"),
-                        "sim": len(sim),
-                        "outside": [{"count": n, "lines": list(lines)} for n, lines in outside]}
-        say(f"    {name}: kernel {len(kernel)} distinct outcome(s) in {kdoc.get('schedules')} repetitions, "
-            f"simulator {len(sim)}; outside the simulator's set: "
-            + (f"{len(outside)} ({sum(n for n, _ in outside)} repetitions)" if outside else "none"))
-        for n, lines in outside[:2]:
-            say(f"        x{n}: " + " | ".join(lines)[:400])
     return result
 
 

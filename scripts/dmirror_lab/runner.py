@@ -11,7 +11,7 @@ import subprocess
 import time
 import types
 
-from . import boots, build, deps, dmirror, extras, guest, qemu, report
+from . import boots, build, deps, dmirror, explore, extras, guest, qemu, report
 from .common import REPO, LabError, fmt_secs, read_text, say
 
 TRACES = os.path.join(REPO, "Tests", "KernelTraces")
@@ -161,6 +161,14 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
     boot_list = boots.run_boots(out, settings, info, dmirror_path, todo, config, args.hang_after,
                                 args.timeout, c_resumable=not c_whole,
                                 extra=extras.guest_files(args, info, out, dmirror_path))
+    explore_boots = []
+    if getattr(args, "explore", None):
+        def boot_again(d, files):
+            return boots.run_boots(d, settings, info, dmirror_path, {s: [] for s in guest.SUITES}, config,
+                                   args.hang_after, args.timeout, c_resumable=not c_whole, extra=files)
+        explore_names = extras.explore_names(args, dmirror_path)
+        explore_boots = explore.more_boots(out, explore_names, args.explore, boot_list, boot_again,
+                                           extras.explore_script)
     results = boots.merge(boot_list, notrun, not c_whole)
     kernel_traces = merge_traces(boot_list, results, os.path.join(out, "dmirror-traces"))
     release = guest.kernel_release(boot_list[0].results) or info.get("release")
@@ -170,14 +178,18 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
     ctx = types.SimpleNamespace(out=out, cell=cell, label=label, info=info, boots=boot_list, notrun=notrun,
                                 names=names, dmirror_status=dstatus, dmirror_ok=dok,
                                 trace_status=trace_status, run_flags=run_flags(args, cell), trace=trace,
-                                spm=(spm0, spm1), c_resumable=not c_whole)
+                                spm=(spm0, spm1), c_resumable=not c_whole,
+                                explore_judged=bool(getattr(args, "explore", None)))
     status, summary = report.report(ctx)
     if getattr(args, "scenarios", False) or getattr(args, "record_scenarios", False):
         ctx.dmirror_path = dmirror_path
         summary["scenarios"] = extras.scenarios_report(ctx, record=getattr(args, "record_scenarios", False))
     if getattr(args, "explore", None):
-        ctx.dmirror_path = dmirror_path
-        summary["explore"] = extras.explore_report(ctx, release, thp)
+        summary["explore"], problems = explore.report(explore_names, boot_list + explore_boots, dmirror_path,
+                                                      release, thp)
+        for p in problems:
+            say(f"lab: FAIL: {p}")
+        status = status or (1 if problems else 0)
     if getattr(args, "stress", None):
         summary["stress"] = extras.stress_report(ctx)
         if summary["stress"] is None:
