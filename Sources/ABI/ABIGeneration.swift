@@ -26,12 +26,19 @@ public enum ABIGeneration: String, CaseIterable, Sendable, Comparable, CustomStr
 
     public var description: String { "Linux \(rawValue) ABI" }
 
-    /// (major, minor) of the first release of this generation.
+    /// (major, minor) of the first release of this generation (the raw value, as numbers).
     public var firstRelease: (major: Int, minor: Int) {
-        let parts = rawValue.split(separator: ".").map { Int($0)! }
-        return (parts[0], parts[1])
+        switch self {
+        case .v5_7: (5, 7)
+        case .v5_14: (5, 14)
+        case .v6_0: (6, 0)
+        case .v6_1: (6, 1)
+        case .v6_18: (6, 18)
+        case .v7_3: (7, 3)
+        }
     }
 
+    // Every ioctl asks (`number(for:)`), so the comparison is two tuples, not two parses.
     public static func < (a: ABIGeneration, b: ABIGeneration) -> Bool { a.firstRelease < b.firstRelease }
 
     /// Whether device memory takes THPs whole: MIGRATE_VMA_SELECT_COMPOUND and the

@@ -76,6 +76,15 @@ struct ABITests {
         #expect(ABIGeneration(kernelRelease: release) == expected)
     }
 
+    @Test("each generation's first release is its raw value, and generations order by it")
+    func firstReleases() {
+        for generation in ABIGeneration.allCases {
+            let parts = generation.rawValue.split(separator: ".").compactMap { Int($0) }
+            #expect(parts == [generation.firstRelease.major, generation.firstRelease.minor], "\(generation)")
+        }
+        #expect(ABIGeneration.allCases == ABIGeneration.allCases.sorted())
+    }
+
     @Test("releases before v5.7 have no test_hmm", arguments: ["5.6.19", "4.19.0", "garbage", ""])
     func noGeneration(release: String) {
         #expect(ABIGeneration(kernelRelease: release) == nil)
