@@ -100,6 +100,7 @@ struct SimulatedKernel {
 
 extension SimConfiguration.THPMode: ExpressibleByArgument {}
 extension SimVariant: ExpressibleByArgument {}
+extension TraceDigest: ExpressibleByArgument {}
 
 /// The simulator's options, shared by the commands that run it.
 struct SimulatorOptions: ParsableArguments {

@@ -44,6 +44,12 @@ struct Run: ParsableCommand {
                                valueName: "DIR"))
     var trace: String?
 
+    @Option(name: .customLong("trace-digest"),
+            help: ArgumentHelp("How --trace digests the data a command returned: fnv1a64w (v2 traces, the default) "
+                               + "or fnv1a64 (v1, byte by byte: to compare with traces recorded in v1).",
+                               valueName: "NAME"))
+    var traceDigest: TraceDigest = .current
+
     @Option(name: [.customShort("j", allowingJoined: true), .customLong("jobs")],
             help: ArgumentHelp("How many cases run at once (default: 1 on the kernel, which allows no other; "
                                + "the number of online CPUs on the simulator). The report is the same.",
@@ -104,7 +110,7 @@ struct Run: ParsableCommand {
         }
         // A report going to a file or a pipe leaves a person waiting: progress on stderr.
         let reporter = ProgressReporter.wrapping(report)
-        let launcher = CaseLauncher(traceDirectory: trace, makeMachine: resolved.makeMachine)
+        let launcher = CaseLauncher(traceDirectory: trace, traceDigest: traceDigest, makeMachine: resolved.makeMachine)
         let workers = jobs ?? (resolved.backend == .kernel ? 1 : Sys.onlineCPUs)
         CaseLauncher.forwardInterrupts()
         let totals = SuiteRunner(launcher: launcher, reporter: reporter, jobs: workers, markers: markers)

@@ -20,13 +20,16 @@ public struct CaseLauncher: Sendable {
     public var makeMachine: @Sendable () -> any Machine
     /// Where each case's command trace goes (`<dir>/<case>.trace`); nil for none.
     public var traceDirectory: String?
+    /// How the traces digest data.
+    public var traceDigest: TraceDigest
     /// Overrides every case's timeout (seconds).
     public var timeoutOverride: Double?
 
-    public init(traceDirectory: String? = nil, timeoutOverride: Double? = nil,
+    public init(traceDirectory: String? = nil, traceDigest: TraceDigest = .current, timeoutOverride: Double? = nil,
                 makeMachine: @escaping @Sendable () -> any Machine) {
         self.makeMachine = makeMachine
         self.traceDirectory = traceDirectory
+        self.traceDigest = traceDigest
         self.timeoutOverride = timeoutOverride
     }
 
@@ -70,7 +73,8 @@ public struct CaseLauncher: Sendable {
         var trace: CommandTrace?
         if let traceDirectory {
             do {
-                let created = try CommandTrace.create(directory: traceDirectory, caseName: testCase.name.description)
+                let created = try CommandTrace.create(directory: traceDirectory, caseName: testCase.name.description,
+                                                      digest: traceDigest)
                 machine = TracingMachine(base: machine, trace: created)
                 trace = created
             } catch {

@@ -27,10 +27,12 @@ import Glibc
 /// name (HMM_DMIRROR_READ, ...) or `ioctl(0x...)` for a request the ABI
 /// generation does not know. `<outcome>` is `errno=<NAME>` or
 /// `ok cpages=<N> faults=<N>`, followed on success by
-/// `data=fnv1a64:<16 hex>` for READ, READ_UNLOCKED, MIGRATE_TO_DEV and
-/// EXCLUSIVE (the first cpages pages of the ptr buffer) or
+/// `data=<digest>:<16 hex>` for READ, READ_UNLOCKED, MIGRATE_TO_DEV and
+/// EXCLUSIVE (the first cpages pages of the ptr buffer; `TraceDigest`: fnv1a64w in
+/// v2 traces, fnv1a64 in v1) or
 /// `snapshot=<run-length hex>` for SNAPSHOT (e.g. `11x2 01 02 22x1020`).
-/// Lines starting with `#` are comments.
+/// Lines starting with `#` are comments; the first is the header,
+/// `# dmirror command trace v<N>: <case>`.
 ///
 /// Each line is one write(2) to a file opened with O_APPEND, so nothing is
 /// buffered (a crash loses nothing) and a forked child on the real kernel,
@@ -38,11 +40,14 @@ import Glibc
 public final class CommandTrace: Sendable {
     /// The trace file's descriptor.
     public let descriptor: FileDescriptor
+    /// How data lines digest what a command returned.
+    public let digest: TraceDigest
     private let children = Atomic<Int>(0)
 
     /// Appends to an already open descriptor (not closed by the trace).
-    public init(descriptor: FileDescriptor) {
+    public init(descriptor: FileDescriptor, digest: TraceDigest = .current) {
         self.descriptor = descriptor
+        self.digest = digest
     }
 
     /// The trace file of `caseName` in `directory`: `<directory>/<caseName>.trace`.
@@ -51,12 +56,23 @@ public final class CommandTrace: Sendable {
     }
 
     /// Creates (truncates) the trace file of `caseName` and writes its header.
-    public static func create(directory: String, caseName: String) throws(Errno) -> CommandTrace {
+    public static func create(directory: String, caseName: String, digest: TraceDigest = .current) throws(Errno) -> CommandTrace {
         let fd = try Sys.open(path(directory: directory, caseName: caseName), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND,
                               mode: 0o644)
-        let trace = CommandTrace(descriptor: fd)
-        trace.append("# dmirror command trace v1: \(caseName)")
+        let trace = CommandTrace(descriptor: fd, digest: digest)
+        trace.append(header(version: digest.version, caseName: caseName))
         return trace
+    }
+
+    static let headerPrefix = "# dmirror command trace v"
+
+    /// `# dmirror command trace v2: <case>`.
+    static func header(version: Int, caseName: String) -> String { "\(headerPrefix)\(version): \(caseName)" }
+
+    /// The format version a header line names, nil for any other line.
+    static func version(ofHeader line: String) -> Int? {
+        guard line.hasPrefix(headerPrefix) else { return nil }
+        return Int(line.dropFirst(headerPrefix.count).prefix { $0.isNumber })
     }
 
     /// Appends `line` (one write(2)).
@@ -138,7 +154,8 @@ public enum TraceFormat {
         bytes.withUnsafeBytes { runLength($0) }
     }
 
-    /// FNV-1a 64 of `bytes` (byte by byte, in memory order). The loop reads
+    /// FNV-1a 64 of `bytes` (byte by byte, in memory order): v1 traces' digest and the
+    /// scenarios' `data=fnv1a64:`. The loop reads
     /// aligned 64-bit words and folds their bytes with shifts: plain
     /// arithmetic that stays fast in debug builds (no generic iterator per
     /// byte); the suite digests hundreds of MiB per run.

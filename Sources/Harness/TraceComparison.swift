@@ -75,6 +75,8 @@ public enum TraceComparison {
         case unreadableFile(String, Errno)
         case noTraces(String)
         case notATrace(String, line: Int, why: String)
+        /// The two sides' traces digest data differently (their headers' versions differ).
+        case mixedVersions(String, Int, String, Int)
 
         public var description: String {
             switch self {
@@ -82,6 +84,10 @@ public enum TraceComparison {
             case .unreadableFile(let path, let error): "\(path): \(error.named)"
             case .noTraces(let path): "\(path) has no *\(TraceComparison.fileExtension) files (dmirror run --trace \(path) writes them)"
             case .notATrace(let path, let line, let why): "\(path):\(line): not a command trace (\(why))"
+            case .mixedVersions(let a, let va, let b, let vb):
+                "\(a) is a v\(va) trace and \(b) a v\(vb) one: their data digests differ "
+                    + "(\(TraceDigest(version: va)?.rawValue ?? "unknown") vs \(TraceDigest(version: vb)?.rawValue ?? "unknown")); "
+                    + "record one side again with dmirror run --trace-digest \(TraceDigest(version: va)?.rawValue ?? "fnv1a64")"
             }
         }
     }
@@ -115,9 +121,14 @@ public enum TraceComparison {
     public static func compareFiles(_ pathA: String, _ pathB: String) throws(Failure) -> Comparison {
         let left = try LineReader(path: pathA)
         let right = try LineReader(path: pathB)
+        var checkedVersions = false
         while true {
             let l = try left.nextSignificant()
             let r = try right.nextSignificant()
+            if !checkedVersions {
+                checkedVersions = true
+                if let va = left.version, let vb = right.version, va != vb { throw .mixedVersions(pathA, va, pathB, vb) }
+            }
             if l == nil && r == nil { return .same }
             if !sameLine(l?.text, r?.text) {
                 return .differs(lineA: l?.number ?? left.lineNumber + 1, textA: l.map { display($0.text) },
@@ -289,9 +300,13 @@ final class LineReader {
     func nextSignificant() throws(TraceComparison.Failure) -> (number: Int, text: String)? {
         while let line = try next() {
             if !line.hasPrefix("#") { return (lineNumber, line) }
+            if version == nil, lineNumber == 1 { version = CommandTrace.version(ofHeader: line) }
         }
         return nil
     }
+
+    /// The format version the file's header names (known once a significant line was read).
+    private(set) var version: Int?
 
     private func next() throws(TraceComparison.Failure) -> String? {
         while true {

@@ -68,7 +68,7 @@ public final class TracingDmirrorFile: DmirrorFile {
                 text += " snapshot=" + TraceFormat.runLength(UnsafeRawBufferPointer(start: pointer, count: count))
             case .read, .readUnlocked, .migrateToDevice, .exclusive:
                 let count = Int(min(cmd.cpages, npages)) * pageSize
-                text += " data=" + TraceFormat.data(UnsafeRawBufferPointer(start: pointer, count: count))
+                text += " data=" + trace.digest.field(UnsafeRawBufferPointer(start: pointer, count: count))
             default:
                 break
             }

@@ -69,9 +69,14 @@ struct KernelTraceTests {
 
         let scratch = try TraceScratch()
         defer { scratch.remove() }
+        // The simulator digests data as the cell's traces do (v1 cells: fnv1a64).
+        let header = try #require(String(contentsOfFile: cell.directory + "/" + recorded[0] + ".trace", encoding: .utf8)
+            .split(separator: "\n").first.map(String.init))
+        let digest = try #require(CommandTrace.version(ofHeader: header).flatMap(TraceDigest.init(version:)),
+                                  "\(cell.name): \(header) names no known trace version")
         // The benchmark is not recorded (the lab runs it only with --bench).
         let run = try runDmirror(["run", "--backend", "sim", "--sim-release", cell.release, "--sim-thp", cell.thp,
-                                  "--trace", scratch.path, "-T", "benchmark_thp_migration"])
+                                  "--trace", scratch.path, "--trace-digest", digest.rawValue, "-T", "benchmark_thp_migration"])
         #expect(run.stdoutLines.contains { $0.hasPrefix("# Totals:") }, "\(run.stderr)")
 
         let compared = try runDmirror(["compare-traces", cell.directory, scratch.path])

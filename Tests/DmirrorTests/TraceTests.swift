@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import ABI
 import MachineInterface
@@ -66,7 +67,7 @@ struct TraceRecordingTests {
             defer { mirror.deallocate() }
             let read = try device.read(addr, npages: 2, into: mirror)
             #expect(read.cpages == 2)
-            expectedData = TraceFormat.data(UnsafeRawBufferPointer(rebasing: data[0..<(2 * pageSize)]))
+            expectedData = TraceDigest.current.field(UnsafeRawBufferPointer(rebasing: data[0..<(2 * pageSize)]))
 
             _ = try device.write(addr, npages: 2, from: UnsafeRawBufferPointer(mirror))
 
@@ -86,7 +87,7 @@ struct TraceRecordingTests {
             try device.close()
         }
         #expect(lines == [
-            "# dmirror command trace v1: unit.test.case",
+            "# dmirror command trace v2: unit.test.case",
             "0 open unit=0 ok",
             // walks=N: the page-table walks the command made (one walk_page_range() per
             // hmm_range_fault() pass; none where nothing was walked).
@@ -158,6 +159,42 @@ struct TraceRecordingTests {
             }
         }
         #expect(TraceFormat.data(UnsafeRawBufferPointer(start: nil, count: 0)) == "fnv1a64:cbf29ce484222325")
+        #expect(TraceDigest.fnv1a64.field(UnsafeRawBufferPointer(start: nil, count: 0)) == "fnv1a64:cbf29ce484222325")
+    }
+
+    @Test("v2's word digest: the reference fold at any alignment and length, and a one-word change always shows")
+    func wordDigest() {
+        func reference(_ bytes: [UInt8]) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            var index = 0
+            while index + 8 <= bytes.count {
+                var word: UInt64 = 0
+                for k in 0..<8 { word |= UInt64(bytes[index + k]) << (8 * k) }
+                hash = (hash ^ word) &* 0x0000_0100_0000_01b3
+                index += 8
+            }
+            for byte in bytes[index...] { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+            return hash ^ (hash >> 32)
+        }
+        let digest = TraceDigest.fnv1a64w
+        let bytes = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for start in 0..<9 {
+            for end in start...bytes.count {
+                let got = bytes.withUnsafeBytes { digest.digest(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+                #expect(got == reference(Array(bytes[start..<end])), "bytes \(start)..<\(end)")
+            }
+        }
+        // Each step is a bijection of the state, so changing any one byte (high bits included) changes the digest.
+        let base = bytes.withUnsafeBytes { digest.digest($0) }
+        for index in bytes.indices {
+            for bit in [0, 7] {
+                var changed = bytes
+                changed[index] ^= UInt8(1 << bit)
+                #expect(changed.withUnsafeBytes { digest.digest($0) } != base, "byte \(index) bit \(bit)")
+            }
+        }
+        #expect(TraceDigest(version: 1) == .fnv1a64 && TraceDigest(version: 2) == .fnv1a64w && TraceDigest(version: 3) == nil)
+        #expect(TraceDigest.current.version == 2)
     }
 }
 
@@ -170,6 +207,19 @@ struct TraceComparisonTests {
                 == .differs(lineA: 3, textA: "y", lineB: 2, textB: "z"))
         #expect(TraceComparison.compareLines(["x", "y"], ["x"])
                 == .differs(lineA: 2, textA: "y", lineB: 2, textB: nil))
+    }
+
+    @Test("Traces of two versions (two data digests) are refused with the fix, not compared line by line")
+    func mixedVersions() throws {
+        let scratch = try TraceScratch()
+        defer { scratch.remove() }
+        let v1 = scratch.path + "/a.trace", v2 = scratch.path + "/b.trace"
+        try "# dmirror command trace v1: a\n0 open unit=0 ok\n".write(toFile: v1, atomically: true, encoding: .utf8)
+        try "# dmirror command trace v2: a\n0 open unit=0 ok\n".write(toFile: v2, atomically: true, encoding: .utf8)
+        #expect(throws: TraceComparison.Failure.mixedVersions(v1, 1, v2, 2)) { try TraceComparison.compareFiles(v1, v2) }
+        let message = TraceComparison.Failure.mixedVersions(v1, 1, v2, 2).description
+        #expect(message.contains("fnv1a64 vs fnv1a64w") && message.contains("--trace-digest fnv1a64"), "\(message)")
+        #expect(try TraceComparison.compareFiles(v2, v2) == .same)
     }
 
     @Test("Nondeterministic cases are named in one place")

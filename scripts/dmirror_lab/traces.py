@@ -9,7 +9,8 @@ of Sources/Harness/CommandTrace.swift:
     end pass|fail|assert|skip
 
 where <outcome> is `errno=<NAME>` or `ok cpages=<N> faults=<N>` followed by
-`data=fnv1a64:<hex>` or `snapshot=<run-length hex>` (which has spaces)."""
+`data=<digest>:<hex>` (fnv1a64w in v2 traces, fnv1a64 in v1) or `snapshot=<run-length hex>`
+(which has spaces)."""
 
 import os
 
