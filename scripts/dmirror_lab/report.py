@@ -220,6 +220,12 @@ def report(ctx):
         f.write(klog)
     invalid = {(b.number, f"{suite}:{name}") for b in ctx.boots for suite, name in b.after_fault}
     found = splats.classify_splats(splats.find_splats(klog.splitlines()), splats.load_known_splats(), invalid)
+    # with --explore, a splat inside an explore scenario is judged against the simulator's
+    # exploration of that scenario (explore.report), not against known-splats.tsv
+    judged = [s for s in found if not s["known"] and getattr(ctx, "explore_judged", False)
+              and s["test"].startswith("dmirror:explore.")]
+    for s in judged:
+        s["judged"] = True
     with open(os.path.join(out, "splats.txt"), "w") as f:
         f.write(splats.splats_txt(found))
     grouped = splats.by_test(found)
@@ -292,10 +298,6 @@ def report(ctx):
     unload, unload_line, unload_problems = unload_status(res, cell.test_hmm, last.ended)
     problems += unload_problems
     say(unload_line)
-    # with --explore, a splat inside an explore scenario is judged against the simulator's
-    # exploration of that scenario (explore.report), not against known-splats.tsv
-    judged = [s for s in found if not s["known"] and getattr(ctx, "explore_judged", False)
-              and s["test"].startswith("dmirror:explore.")]
     new = [s for s in found if not s["known"] and not s["after_fault"] and s not in judged]
     stale = sum(1 for s in found if not s["known"] and s["after_fault"] and s not in judged)
     known = len(found) - len(new) - stale - len(judged)

@@ -161,6 +161,8 @@ def splats_txt(splats):
     def state(s):
         if s["known"]:
             return "known: " + s["known"]
+        if s.get("judged"):
+            return "judged against the simulator's exploration of the scenario (the explore report)"
         if s.get("after_fault"):
             return "after an earlier kernel fault in this boot (the case ran again in a fresh boot)"
         return "NEW"
@@ -173,7 +175,8 @@ def summary_lines(splats):
     """One console line per distinct (title, message, case, known), with its count."""
     seen = {}
     for s in splats:
-        word = "known" if s["known"] else ("after" if s.get("after_fault") else "NEW  ")
+        word = ("known" if s["known"] else "explore" if s.get("judged") else
+                "after" if s.get("after_fault") else "NEW  ")
         k = (s["title"], s["message"], s["test"], word)
         seen[k] = seen.get(k, 0) + 1
     return [f"  {word} x{n:<3} {test}: {t}{' -- ' + m if m else ''}"
