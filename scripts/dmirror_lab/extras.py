@@ -133,11 +133,14 @@ def extras_script(walk_cases=WALK_CASES, iterations=BENCH_ITERATIONS, repeats=BE
     """The part of /lab/extra.sh for --extras; /init runs it in results/extra/. The C
     loop runs before and after dmirror's, so a drift of the machine between them shows."""
     walks = " ".join(f"-r {shlex.quote(n)}" for n in walk_cases)
+    # each run starts from compacted memory, so THP-backed buffers and device THP round
+    # trips find 2 MiB blocks alike in all three
     return f"""D=/lab/dmirror
-/lab/hmm-bench {iterations} {repeats} > hmm-bench.txt 2> hmm-bench.err; echo $? > hmm-bench.rc
-$D bench --backend kernel --iterations {iterations} --repeats {repeats} --compare hmm-bench.txt \\
+compact() {{ echo 1 > /proc/sys/vm/compact_memory 2> /dev/null; }}
+compact; /lab/hmm-bench {iterations} {repeats} > hmm-bench.txt 2> hmm-bench.err; echo $? > hmm-bench.rc
+compact; $D bench --backend kernel --iterations {iterations} --repeats {repeats} --compare hmm-bench.txt \\
 	> bench.txt 2>&1; echo $? > bench.rc
-/lab/hmm-bench {iterations} {repeats} > hmm-bench-after.txt 2>> hmm-bench.err
+compact; /lab/hmm-bench {iterations} {repeats} > hmm-bench-after.txt 2>> hmm-bench.err
 $D doctor > doctor.txt 2>&1; echo $? > doctor.rc
 grep -q " /sys/kernel/tracing " /proc/mounts || mount -t tracefs nodev /sys/kernel/tracing 2> /dev/null
 mkdir -p walks
@@ -300,6 +303,13 @@ def report(ctx, release, thp):
         say("extras: the C loop again after dmirror's (after/before): " +
             ", ".join(f"{k} {v}" for k, v in drift.items()))
     summary["c_drift"] = drift
+    verdicts = bench_verdicts(parse_dmirror_bench(bench), before, after)
+    if verdicts:
+        say(f"extras: dmirror against the mean of the C loop's two runs (goal <= {BENCH_GOAL}; an operation "
+            f"whose two C runs differ by more than {round((BENCH_STABLE - 1) * 100)}% is not judged):")
+        for v in verdicts:
+            say(f"    {v['operation']:<26} ratio {v['ratio']:<6} C spread {v['spread']:<6} {v['verdict']}")
+    summary["bench_verdicts"] = verdicts
     doctor = read_text(os.path.join(d, "doctor.txt"), "")
     doctor_rc = read_text(os.path.join(d, "doctor.rc"), "").strip()
     say(f"extras: dmirror doctor (exit {doctor_rc or '?'}):")
@@ -332,6 +342,42 @@ def report(ctx, release, thp):
         for i, cmd, kw, sw in w["differ"][:3]:
             say(f"        command {i + 1}: {cmd}: kernel walks={kw}, simulator walks={sw}")
     return summary, problems
+
+
+# dmirror's ioctl against the C loop's: the issue's goal, and how far the C loop's two runs
+# may differ before the machine, not dmirror, decides the ratio
+BENCH_GOAL = 1.02
+BENCH_STABLE = 1.10
+
+
+def parse_dmirror_bench(text):
+    """{"OPERATION on|off": median ns} of `dmirror bench`'s table."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in ("on", "off"):
+            with contextlib.suppress(ValueError):
+                out[f"{parts[0]} {parts[1]}"] = float(parts[2])
+    return out
+
+
+def bench_verdicts(dmirror_ns, before, after):
+    """Per operation: dmirror's median against the mean of the C loop's run before and
+    after it, the C runs' spread (larger / smaller), and the verdict."""
+    out = []
+    for key, ns in dmirror_ns.items():
+        c = [v for v in (before.get(key), after.get(key)) if v]
+        if not c:
+            continue
+        mean, spread = sum(c) / len(c), max(c) / min(c)
+        ratio = ns / mean
+        if spread > BENCH_STABLE:
+            verdict = "not judged: the C loop's own runs differ this much"
+        else:
+            verdict = "✔" if ratio <= BENCH_GOAL else "✘"
+        out.append({"operation": key, "ratio": round(ratio, 3), "spread": round(spread, 3),
+                    "verdict": verdict})
+    return out
 
 
 def parse_bench(text):

@@ -146,3 +146,22 @@ class MutantDetection(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BenchVerdicts(unittest.TestCase):
+    TABLE = ("dmirror bench: Linux 7.3.4, ABI 7.3, /dev/hmm_dmirror0, 200 calls x 5 repeats (median ns per call)\n"
+             "    operation               THP  median    min       max       C         ratio\n"
+             "    read-1                  off  59499     57492     61688     59598     0.998\n"
+             "    migrate-roundtrip-512   on   30188486  23975972  30648221  16056990  1.880\n"
+             "    write-1                 off  70000     69000     71000     60000     1.167\n")
+
+    def test_dmirror_against_the_mean_of_the_two_c_runs(self):
+        dm = extras.parse_dmirror_bench(self.TABLE)
+        self.assertEqual(dm, {"read-1 off": 59499.0, "migrate-roundtrip-512 on": 30188486.0, "write-1 off": 70000.0})
+        before = {"read-1 off": 59598.0, "migrate-roundtrip-512 on": 16056990.0, "write-1 off": 60000.0}
+        after = {"read-1 off": 61000.0, "migrate-roundtrip-512 on": 27750000.0, "write-1 off": 61000.0}
+        v = {x["operation"]: x for x in extras.bench_verdicts(dm, before, after)}
+        self.assertEqual(v["read-1 off"]["verdict"], "✔")
+        self.assertAlmostEqual(v["read-1 off"]["ratio"], round(59499 / 60299, 3))
+        self.assertTrue(v["migrate-roundtrip-512 on"]["verdict"].startswith("not judged"))
+        self.assertEqual(v["write-1 off"]["verdict"], "✘")
