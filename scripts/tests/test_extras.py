@@ -149,7 +149,7 @@ if __name__ == "__main__":
 
 
 class BenchVerdicts(unittest.TestCase):
-    TABLE = ("dmirror bench: Linux 7.3.4, ABI 7.3, /dev/hmm_dmirror0, 200 calls x 5 repeats (median ns per call)\n"
+    TABLE = ("dmirror bench: Linux 7.3.4, ABI 7.3, /dev/hmm_dmirror0, 200 calls x 5 repeats\n"
              "    operation               THP  median    min       max       C         ratio\n"
              "    read-1                  off  59499     57492     61688     59598     0.998\n"
              "    migrate-roundtrip-512   on   30188486  23975972  30648221  16056990  1.880\n"
@@ -157,7 +157,8 @@ class BenchVerdicts(unittest.TestCase):
 
     def test_dmirror_against_the_mean_of_the_two_c_runs(self):
         dm = extras.parse_dmirror_bench(self.TABLE)
-        self.assertEqual(dm, {"read-1 off": 59499.0, "migrate-roundtrip-512 on": 30188486.0, "write-1 off": 70000.0})
+        self.assertEqual(dm, {"read-1 off": 59499.0, "migrate-roundtrip-512 on": 30188486.0,
+                              "write-1 off": 70000.0})
         before = {"read-1 off": 59598.0, "migrate-roundtrip-512 on": 16056990.0, "write-1 off": 60000.0}
         after = {"read-1 off": 61000.0, "migrate-roundtrip-512 on": 27750000.0, "write-1 off": 61000.0}
         v = {x["operation"]: x for x in extras.bench_verdicts(dm, before, after)}
