@@ -122,6 +122,9 @@ final class SimProcess: Machine, @unchecked Sendable {
         guard unit >= 0, unit < kernel.devices.count, let mdevice = kernel.devices[unit] else { throw .ENOENT }
         let dmirror = Dmirror(mdevice: mdevice, process: self)
         lock.withLock { openMirrors.append(dmirror) }
+        // open(2) returns to user space: a SIGKILL that came during it ends the child here,
+        // with the file open and its notifier registered.
+        returnToUser()
         return MirrorDevice(file: dmirror, abi: kernel.configuration.abi)
     }
 
@@ -174,14 +177,15 @@ final class SimProcess: Machine, @unchecked Sendable {
     /// be preempted: the kernel's exit_mm() comes first in do_exit().
     private(set) var mmDetached = false
 
-    /// do_exit(): the mm is detached from the task, the files are released, then the
-    /// mm is put. (The kernel puts the mm in exit_mm(), before exit_files(); the files
-    /// go first here because the mirror's release still unregisters from a live mm.)
+    /// do_exit(): exit_mm() detaches the mm and puts it (the last user runs exit_mmap()),
+    /// then exit_files() releases the files: a mirror's release unregisters its interval
+    /// notifier from an mm that is already torn down but still allocated, as the notifier's
+    /// mmgrab() keeps it in the kernel.
     func exit() {
         mmDetached = true
+        mm.mmput()
         let files = lock.withLock { openMirrors }
         for f in files { try? f.close() }
-        mm.mmput()
     }
 }
 

@@ -30,7 +30,9 @@ final class SimChild: ChildProcess, @unchecked Sendable {
             }
             let code: Int32
             do { code = try body(child.process) } catch { code = 1 }
-            // do_exit((code & 0xff) << 8): waitpid sees the low byte.
+            // The way to exit_group() is user code a SIGKILL can still overtake.
+            child.process.kernel.scheduler.point()
+            // do_exit((code & 0xff) << 8): waitpid sees the low byte; a signal that came first wins.
             child.finish(.exited(code & 0xff))
         }
         return child

@@ -146,15 +146,20 @@ extension MMStruct {
         return candidate >= floor ? candidate : nil
     }
 
-    /// exit_mmap(): the process is gone; every mapping is torn down.
+    /// exit_mmap(): the last user is gone; every mapping is torn down. As in the kernel,
+    /// mmu_notifier_release() comes first and takes no mmap_lock (a notifier's blocking
+    /// invalidate may run beside the OOM reaper), the unmap runs under mmap_lock for read,
+    /// then MMF_OOM_SKIP is set and the page tables and VMAs go under it for write.
     func exitMmap() {
-        mmapLock.writeLock()
-        withInvalidation(.release, 0, UInt64.max) {
-            ptl.withLock {
-                for vma in vmas { zapPageRangeLocked(vma.start, vma.end) }
-                pageTable.pmds.removeAll()
-            }
+        withInvalidation(.release, 0, UInt64.max) {}
+        mmapLock.readLock()
+        ptl.withLock {
+            for vma in vmas { zapPageRangeLocked(vma.start, vma.end) }
         }
+        mmapLock.readUnlock()
+        oomSkip = true
+        mmapLock.writeLock()
+        ptl.withLock { pageTable.pmds.removeAll() }
         removeVMAs(vmas)
         mmapLock.writeUnlock()
     }

@@ -29,17 +29,22 @@ extension MMStruct {
 
 extension SimChild {
     /// process_mrelease(): reap a child that a fatal signal is ending. ESRCH once its
-    /// exit has begun (find_lock_task_mm() finds no thread with an mm after exit_mm()),
-    /// EINVAL while it is not dying. (A child in do_exit() before exit_mm(), which
-    /// task_will_free_mem() would reap, is not modelled: no scheduling point lies there.)
+    /// exit has detached its mm (find_lock_task_mm() finds none), EINVAL while it is not
+    /// dying (task_will_free_mem()). The reaper holds the mm by mmgrab(), not by a user,
+    /// so the child's exit_mmap() may run beside it: its mmu_notifier_release() takes the
+    /// driver's lock that the reaper's non-blocking invalidate then fails to take
+    /// (EAGAIN), and once exit_mmap() set MMF_OOM_SKIP the reaper has nothing to do.
+    /// (A child in do_exit() before exit_mm(), which task_will_free_mem() would reap, is
+    /// not modelled: no scheduling point lies there.)
     func releaseMemory() throws(Errno) {
         if task.isFinished || process.mmDetached { throw .ESRCH }
-        guard task.killed else { throw .EINVAL }
         let mm = process.mm
-        guard mm.mmgetNotZero() else { throw .ESRCH }
-        defer { mm.mmput() }
+        guard task.killed else {
+            if mm.oomSkip { return }
+            throw .EINVAL
+        }
         mm.mmapLock.readLock()
         defer { mm.mmapLock.readUnlock() }
-        if !mm.oomReapTaskMM() { throw .EAGAIN }
+        if !mm.oomSkip && !mm.oomReapTaskMM() { throw .EAGAIN }
     }
 }

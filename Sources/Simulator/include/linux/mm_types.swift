@@ -104,6 +104,8 @@ final class MMStruct: @unchecked Sendable {
     /// mm_users (mmget_not_zero() succeeds while it is above 0), under `usersLock` (an atomic in the kernel).
     let usersLock = HostLock()
     var users = 1
+    /// MMF_OOM_SKIP: exit_mmap() has unmapped everything, so the OOM reaper has nothing to do.
+    var oomSkip = false
     /// mmap_base: top-down allocation starts below it.
     let mmapBase: UInt64 = 0x7fff_f7e0_0000
     let mmapMin: UInt64 = 0x10000
