@@ -56,7 +56,19 @@ final class KernelLock: @unchecked Sendable {
                 ownerRef = Unmanaged.passUnretained(task)
                 task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
             }
+            heldPoint(scheduler, site)
         }
+    }
+
+    /// A sleeping lock's holder can be preempted inside its section, and on SMP another CPU
+    /// runs meanwhile: a point just after the acquisition lets the others see the lock held
+    /// (a trylock fail, a waiter queue). A spinlock's section is not preemptible, and the
+    /// sections taken inside one stay atomic too.
+    @inline(__always)
+    private func heldPoint(_ scheduler: Scheduler, _ site: StaticString) {
+        guard lockClass.sleeps, scheduler.othersRunnable else { return }
+        if scheduler.withCurrent({ task in task.held.contains { $0.lock.lockClass.kind == .spinlock } }) { return }
+        scheduler.point(site)
     }
 
     /// spin_unlock() / mutex_unlock() / up_write().
@@ -77,6 +89,7 @@ final class KernelLock: @unchecked Sendable {
         lockdepRef.takeUnretainedValue().willAcquire(task, self, .exclusive, site, trying: true)
         ownerRef = Unmanaged.passUnretained(task)
         task.held.append(HeldLock(lock: self, mode: .exclusive, site: site))
+        heldPoint(scheduler, site)
         return true
     }
 
@@ -101,6 +114,7 @@ final class KernelLock: @unchecked Sendable {
         }
         readers.append(task)
         task.held.append(HeldLock(lock: self, mode: .shared, site: site))
+        heldPoint(scheduler, site)
     }
 
     /// up_read().

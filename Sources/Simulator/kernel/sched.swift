@@ -196,6 +196,9 @@ final class Scheduler: @unchecked Sendable {
 
     // MARK: Scheduling points
 
+    /// Another task could run at a point now (a point costs nothing while none can).
+    var othersRunnable: Bool { runnableCount > 1 }
+
     /// A point where the kernel may be preempted.
     @inline(__always)
     func point(_ site: StaticString = #function) {
