@@ -129,3 +129,32 @@ public enum BenchError: Error, CustomStringConvertible {
         }
     }
 }
+
+extension Benchmarks {
+    /// dmirror's own cost per command on any backend: `MirrorDevice.perform()` (the ABI's
+    /// request number, the command struct, the result) down to a file whose ioctl returns
+    /// at once. Against an ioctl's time it says how much of a ratio to the C loop is
+    /// dmirror's and how much is the kernel's (ns per call, the median of `repeats`).
+    public static func userspacePath(abi: ABIGeneration, calls: Int = 100_000, repeats: Int) -> Double {
+        let device = MirrorDevice(file: NullDmirrorFile(), abi: abi)
+        var perRepeat: [Double] = []
+        for _ in 0..<max(1, repeats) {
+            let start = Sys.monotonicNanoseconds()
+            for i in 0..<calls {
+                _ = try? device.perform(.read, addr: UInt64(i) << 12, ptr: 0x1000, npages: 1)
+            }
+            perRepeat.append(Double(Sys.monotonicNanoseconds() - start) / Double(calls))
+        }
+        return perRepeat.sorted()[perRepeat.count / 2]
+    }
+}
+
+/// A dmirror file whose ioctl does nothing and succeeds: what is left of a command is dmirror's.
+private final class NullDmirrorFile: DmirrorFile {
+    let unit = 0
+    func ioctl(request: UInt, _ cmd: inout DmirrorCmd) -> Result<Void, Errno> {
+        cmd.cpages = cmd.npages
+        return .success(())
+    }
+    func close() throws(Errno) {}
+}

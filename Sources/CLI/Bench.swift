@@ -128,8 +128,10 @@ struct BenchCommand: ParsableCommand {
             }
             if walkCounts == nil && walkProblem == nil { walkProblem = "this machine does not count page-table walks" }
         }
+        let ownPath = Benchmarks.userspacePath(abi: resolved.abi, repeats: repeats)
         let report = BenchReport(backend: resolved.info.detail, iterations: iterations, repeats: repeats, results: results,
-                                 baseline: baseline, walks: walkCounts, walkPages: walkPages, walkProblem: walkProblem)
+                                 baseline: baseline, walks: walkCounts, walkPages: walkPages, walkProblem: walkProblem,
+                                 userspaceNanoseconds: ownPath)
         try Output.write(format == .json ? report.json : report.text, for: "bench")
         if results.contains(where: { $0.error != nil }) { throw ExitCode(KSFTExit.fail) }
     }
@@ -165,6 +167,8 @@ struct BenchReport {
     let walks: [WalkSequences.Count]?
     let walkPages: Int
     let walkProblem: String?
+    /// dmirror's own path per command, the ioctl left out (`Benchmarks.userspacePath`).
+    let userspaceNanoseconds: Double
 
     private func key(_ result: Benchmarks.Result) -> String { "\(result.operation) \(result.thp ? "on" : "off")" }
 
@@ -196,6 +200,8 @@ struct BenchReport {
             }
             lines.append(row)
         }
+        lines.append("dmirror's own path per command (MirrorDevice.perform down to an ioctl that returns at once): "
+                     + "\(TextFormat.fixed(userspaceNanoseconds, 1)) ns")
         if let walkProblem { lines.append("page-table walks: not counted: \(walkProblem)") }
         if let walks {
             lines.append("page-table walks over \(walkPages) pages (walk_page_range + walk_page_range_vma calls, per command):")
@@ -240,7 +246,8 @@ struct BenchReport {
                 + "], \"error\": " + (count.error.map(JSON.quote) ?? "null") + "}"
         }
         return "{\"backend\": \(JSON.quote(backend)), \"iterations\": \(iterations), \"repeats\": \(repeats), "
-            + "\"results\": [" + rows.joined(separator: ", ") + "], \"walk_pages\": \(walkPages), "
+            + "\"results\": [" + rows.joined(separator: ", ") + "], "
+            + "\"userspace_ns\": \(TextFormat.fixed(userspaceNanoseconds, 1)), \"walk_pages\": \(walkPages), "
             + "\"walks\": " + (walks == nil ? "null" : "[" + walkRows.joined(separator: ", ") + "]")
             + ", \"walks_problem\": " + (walkProblem.map(JSON.quote) ?? "null") + "}"
     }
