@@ -179,7 +179,8 @@ def merge(boots, notrun, c_resumable=True):
         for name, r in cases.items():
             if b.valid("dmirror", name):
                 results["dmirror"][name] = {**r, "boot": b.number}
-        if b.faulted and b.faulted[0] in results:
+        # a fault in the extras (an explore scenario) is no suite case's: the extras report it
+        if b.faulted and b.faulted[0] in results and b.faulted[1] in b.todo.get(b.faulted[0], []):
             suite, name = b.faulted
             kind = "hung in the kernel" if b.ended == "hang" else "kernel fault"
             # a case that printed its verdict before the fault keeps it; the fault is its finding too

@@ -130,6 +130,15 @@ class Merge(unittest.TestCase):
         self.assertEqual(c["hmm.hmm_device_coherent.migrate_multiple"]["verdict"], "fail")
         self.assertEqual(c["hmm.hmm_device_private.benchmark_thp_migration"]["verdict"], "not run")
 
+    def test_a_fault_in_an_explore_scenario_is_no_suite_case(self):
+        bs, saved = recorded_boots()
+        last = bs[-1]
+        bs[-1] = boots.Boot(last.number, last.dir, last.todo, "fault", ("dmirror", "explore.migrate-read"),
+                            "BUG: unable to handle page fault")
+        d = boots.merge(bs, saved["notrun"])["dmirror"]
+        self.assertNotIn("explore.migrate-read", d)
+        self.assertEqual(len(d), 78)
+
     def test_kernel_log_and_suite_times(self):
         bs, _ = recorded_boots()
         log = boots.kernel_log(bs)
