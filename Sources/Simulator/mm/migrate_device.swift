@@ -158,6 +158,18 @@ extension MMStruct {
     /// eviction does). Only order-0 entries: another mapping of a compound source stays as
     /// it was.
     private func tryToMigrate(_ args: MigrateVMA) {
+        // The common case, an order-0 page mapped only where it was collected, needs no
+        // search (nor the hashing below, a tenth of a migration's time).
+        var mappedElsewhere = false
+        for i in 0..<args.npages {
+            guard args.src[i].flags.contains(.migrate), let page = args.src[i].page, let saved = args.saved[i],
+                  !saved.isPMD else { continue }
+            if page.folio.order > 0 || page.folio.mapcount.load(ordering: .relaxed) > 1 {
+                mappedElsewhere = true
+                break
+            }
+        }
+        guard mappedElsewhere else { return }
         struct Key: Hashable { let folio: ObjectIdentifier; let index: Int }
         var held: [ObjectIdentifier: Int] = [:]
         var wanted: [Key: Int] = [:]
