@@ -106,6 +106,15 @@ class Judge(unittest.TestCase):
         j = explore.judge(explore.STRESS, kernel, [], {"outcomes": [{"lines": ["other"]}], "reports": []})
         self.assertEqual(j["outside"], [{"count": 1, "lines": stale}])
 
+    def test_a_deeper_search_joins_the_default_one(self):
+        a = {"outcomes": [{"lines": ["a"]}], "reports": []}
+        b = {"outcomes": [{"lines": ["c"]}], "reports": [SIM_OOPS]}
+        kernel = {"schedules": 2, "outcomes": [{"count": 1, "lines": ["a"]}, {"count": 1, "lines": ["c"]}]}
+        self.assertEqual(len(explore.judge("oom-reap", kernel, [], a)["outside"]), 1)
+        j = explore.judge("oom-reap", kernel, [], explore.merged(a, b))
+        self.assertEqual(j["outside"], [])
+        self.assertEqual(explore.merged(None, b)["reports"], [SIM_OOPS])
+
     def test_lockdep_splats_match_their_checker(self):
         s = {"text": "WARNING: possible recursive locking detected\n...",
              "title": "WARNING: possible recursive"}
