@@ -1,6 +1,9 @@
 import ABI
 import Harness
 import MachineInterface
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `struct hmm_buffer`: a mapping in the machine's address space (`ptr`,
 /// `size`) and a host-side mirror buffer the driver copies into or from.
@@ -21,13 +24,12 @@ public final class HMMBuffer: @unchecked Sendable {
                 flags: MapFlags, source: MappingSource = .anonymous) throws(Errno) {
         self.machine = machine
         self.size = mmapSize
-        self.mirror = .allocate(byteCount: max(mirrorSize, 1), alignment: 4096)
-        self.mirror.initializeMemory(as: UInt8.self, repeating: 0)
+        self.mirror = Self.allocateMirror(mirrorSize)
         do {
             self.ptr = try machine.mmap(address: nil, length: mmapSize, protection: protection, flags: flags,
                                         source: source, offset: 0)
         } catch {
-            mirror.deallocate()
+            Glibc.free(mirror.baseAddress)
             throw error
         }
     }
@@ -37,8 +39,17 @@ public final class HMMBuffer: @unchecked Sendable {
         self.machine = machine
         self.size = size
         self.ptr = 0
-        self.mirror = .allocate(byteCount: max(mirrorSize, 1), alignment: 4096)
-        self.mirror.initializeMemory(as: UInt8.self, repeating: 0)
+        self.mirror = Self.allocateMirror(mirrorSize)
+    }
+
+    /// The C suite mallocs the mirror and lets the driver fault its pages in as it copies.
+    /// calloc() gives the same for a large mirror (fresh mmap'd memory, zero and untouched),
+    /// where zeroing it here would touch every page first: under TCG that was a visible part
+    /// of the *_multiple cases, which allocate a 4 MiB mirror ten times.
+    private static func allocateMirror(_ size: Int) -> UnsafeMutableRawBufferPointer {
+        let count = max(size, 1)
+        guard let memory = calloc(1, count) else { fatalError("hmm_buffer_alloc: calloc(\(count)) failed") }
+        return UnsafeMutableRawBufferPointer(start: memory, count: count)
     }
 
     /// The mirror as `int *`.
@@ -54,10 +65,10 @@ public final class HMMBuffer: @unchecked Sendable {
         guard !freed else { return }
         freed = true
         if ptr != 0 { try? machine.munmap(ptr, length: size) }
-        mirror.deallocate()
+        Glibc.free(mirror.baseAddress)
     }
 
-    deinit { if !freed { mirror.deallocate() } }
+    deinit { if !freed { Glibc.free(mirror.baseAddress) } }
 }
 
 /// hmm_dmirror_cmd(fd, request, buffer, npages): addr = buffer->ptr,
