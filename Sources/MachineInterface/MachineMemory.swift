@@ -9,8 +9,9 @@ extension Machine {
     public func directMemory(_ address: UInt64) -> UnsafeMutableRawPointer? { nil }
 
     /// `for (i = 0; i < count; ++i) ptr[i] = value(i)` as one bulk store.
-    /// Inlinable so `value` is inlined into the fill loop at the call site.
-    @inlinable
+    /// Always inlined, so `value` is inlined into the fill loop at the call site: a call
+    /// per int costs the suite's fills (millions of ints) dearly under QEMU's TCG.
+    @inlinable @inline(__always)
     public func storeInt32s(_ address: UInt64, count: Int, _ value: (Int) -> Int32) {
         if count > 0, let memory = directMemory(address) {
             let ints = memory.bindMemory(to: Int32.self, capacity: count)
