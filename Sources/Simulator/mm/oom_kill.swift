@@ -30,19 +30,18 @@ extension MMStruct {
 extension SimChild {
     /// process_mrelease(): reap a child that a fatal signal is ending. ESRCH once its
     /// exit has detached its mm (find_lock_task_mm() finds none), EINVAL while it is not
-    /// dying (task_will_free_mem()). The reaper holds the mm by mmgrab(), not by a user,
+    /// dying (task_will_free_mem(); the kernel's "the work has been done already" cannot
+    /// hold here, as only exit_mmap(), after the detach, sets MMF_OOM_SKIP). The reaper holds the mm by mmgrab(), not by a user,
     /// so the child's exit_mmap() may run beside it: its mmu_notifier_release() takes the
     /// driver's lock that the reaper's non-blocking invalidate then fails to take
     /// (EAGAIN), and once exit_mmap() set MMF_OOM_SKIP the reaper has nothing to do.
     /// (A child in do_exit() before exit_mm(), which task_will_free_mem() would reap, is
     /// not modelled: no scheduling point lies there.)
     func releaseMemory() throws(Errno) {
-        if task.isFinished || process.mmDetached { throw .ESRCH }
+        // Every way a child ends goes through SimProcess.exit(), which detaches the mm first.
+        if process.mmDetached { throw .ESRCH }
+        guard task.killed else { throw .EINVAL }
         let mm = process.mm
-        guard task.killed else {
-            if mm.oomSkip { return }
-            throw .EINVAL
-        }
         mm.mmapLock.readLock()
         defer { mm.mmapLock.readUnlock() }
         if !mm.oomSkip && !mm.oomReapTaskMM() { throw .EAGAIN }
