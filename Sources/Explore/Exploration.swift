@@ -103,7 +103,7 @@ extension ConcurrentScenario.Expectation {
         // A bug variant shows through several checkers at once (a commit without read_retry
         // also leaves a stale mapping): its finding is enough. Elsewhere, a report that is
         // neither the finding nor tolerated fails.
-        if finding != nil && !variants.isEmpty { return nil }
+        if stopsAtFinding { return nil }
         let allowed = (finding.map { [$0] } ?? []) + tolerating
         guard let report = tally.reports.first(where: { r in !allowed.contains { matches(r, $0) } }) else { return nil }
         let seen = tally.reportSeen[report]!

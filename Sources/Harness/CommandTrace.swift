@@ -192,8 +192,6 @@ public enum TraceFormat {
     }
 
     /// `fnv1a64:<16 hex digits>`.
-    public static func data(_ bytes: UnsafeRawBufferPointer) -> String {
-        "fnv1a64:" + hex(digest(bytes), width: 16)
-    }
+    public static func data(_ bytes: UnsafeRawBufferPointer) -> String { TraceDigest.fnv1a64.field(bytes) }
 }
 

@@ -99,7 +99,7 @@ final class Lockdep: @unchecked Sendable {
             return true
         }
         if quiet { return }
-        if lock.lockClass.sleeps, let spin = task.held.last(where: { $0.lock.lockClass.kind == .spinlock }) {
+        if sleeps, let spin = task.held.last(where: { $0.lock.lockClass.kind == .spinlock }) {
             report(.sleepInAtomic, sleeping(task, "\(lock.lockClass.name) at \(site)", holding: spin))
         }
         for held in task.held {

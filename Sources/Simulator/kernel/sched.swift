@@ -203,7 +203,7 @@ final class Scheduler: @unchecked Sendable {
     @inline(__always)
     func point(_ site: StaticString = #function) {
         steps += 1
-        if runnableCount > 1 { preemptionPoint(site) }
+        if othersRunnable { preemptionPoint(site) }
     }
 
     private func preemptionPoint(_ site: StaticString) {
