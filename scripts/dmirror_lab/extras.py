@@ -303,7 +303,7 @@ def report(ctx, release, thp):
         say("extras: the C loop again after dmirror's (after/before): " +
             ", ".join(f"{k} {v}" for k, v in drift.items()))
     summary["c_drift"] = drift
-    verdicts = bench_verdicts(parse_dmirror_bench(bench), before, after)
+    verdicts = bench_verdicts(parse_bench(bench), before, after)
     if verdicts:
         say(f"extras: dmirror against the mean of the C loop's two runs (goal <= {BENCH_GOAL}; an operation "
             f"whose two C runs differ by more than {round((BENCH_STABLE - 1) * 100)}% is not judged):")
@@ -350,17 +350,6 @@ BENCH_GOAL = 1.02
 BENCH_STABLE = 1.10
 
 
-def parse_dmirror_bench(text):
-    """{"OPERATION on|off": median ns} of `dmirror bench`'s table."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[1] in ("on", "off"):
-            with contextlib.suppress(ValueError):
-                out[f"{parts[0]} {parts[1]}"] = float(parts[2])
-    return out
-
-
 def bench_verdicts(dmirror_ns, before, after):
     """Per operation: dmirror's median against the mean of the C loop's run before and
     after it, the C runs' spread (larger / smaller), and the verdict."""
@@ -381,11 +370,12 @@ def bench_verdicts(dmirror_ns, before, after):
 
 
 def parse_bench(text):
-    """{"OPERATION on|off": ns} of hmm-bench's lines."""
+    """{"OPERATION on|off": ns}: hmm-bench's lines (OPERATION on|off NS), or the rows of
+    `dmirror bench`'s table, whose third column is the median."""
     out = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1] in ("on", "off"):
+        if len(parts) >= 3 and parts[1] in ("on", "off"):
             with contextlib.suppress(ValueError):
                 out[f"{parts[0]} {parts[1]}"] = float(parts[2])
     return out

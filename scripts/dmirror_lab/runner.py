@@ -181,31 +181,33 @@ def run_cell(args, cell, out, info=None, label=None, dmirror_path=None, dstatus=
                                 spm=(spm0, spm1), c_resumable=not c_whole,
                                 explore_judged=bool(getattr(args, "explore", None)))
     status, summary = report.report(ctx)
+
+    def failed(problems):
+        """Prints the extras' problems and records them; the run fails if there is one."""
+        nonlocal status
+        for p in problems:
+            say(f"lab: FAIL: {p}")
+        summary["problems"] = summary.get("problems", []) + problems
+        status = status or (1 if problems else 0)
+
     if getattr(args, "scenarios", False) or getattr(args, "record_scenarios", False):
         ctx.dmirror_path = dmirror_path
         summary["scenarios"] = extras.scenarios_report(ctx, record=getattr(args, "record_scenarios", False))
     if getattr(args, "explore", None):
         summary["explore"], problems = explore.report(explore_names, boot_list + explore_boots, dmirror_path,
                                                       release, thp)
-        for p in problems:
-            say(f"lab: FAIL: {p}")
-        status = status or (1 if problems else 0)
+        failed(problems)
     if getattr(args, "stress", None):
         summary["stress"] = extras.stress_report(ctx)
         if summary["stress"] is None:
-            say(f"lab: FAIL: --stress: the guest did not run {extras.STRESS}")
-            status = status or 1
+            failed([f"--stress: the guest did not run {extras.STRESS}"])
         elif summary["stress"]["stale"] and not getattr(args, "mutant", None):
-            say(f"lab: FAIL: {extras.STRESS}: the kernel left a stale device mapping in "
-                f"{summary['stress']['stale']} repetition(s)")
-            status = status or 1
+            failed([f"{extras.STRESS}: the kernel left a stale device mapping in "
+                    f"{summary['stress']['stale']} repetition(s)"])
     if getattr(args, "extras", False):
         ctx.dmirror_path = dmirror_path
         summary["extras"], problems = extras.report(ctx, release, thp)
-        for p in problems:
-            say(f"lab: FAIL: {p}")
-        summary["problems"] = summary.get("problems", []) + problems
-        status = status or (1 if problems else 0)
+        failed(problems)
     if getattr(args, "record_traces", False) and trace and not args.only and not upto:
         dest, n = record_traces(cell, release, kernel_traces, summary=summary)
         say(f"traces: recorded {n} kernel traces and cell.json in {os.path.relpath(dest, REPO)}")

@@ -156,7 +156,7 @@ class BenchVerdicts(unittest.TestCase):
              "    write-1                 off  70000     69000     71000     60000     1.167\n")
 
     def test_dmirror_against_the_mean_of_the_two_c_runs(self):
-        dm = extras.parse_dmirror_bench(self.TABLE)
+        dm = extras.parse_bench(self.TABLE)
         self.assertEqual(dm, {"read-1 off": 59499.0, "migrate-roundtrip-512 on": 30188486.0,
                               "write-1 off": 70000.0})
         before = {"read-1 off": 59598.0, "migrate-roundtrip-512 on": 16056990.0, "write-1 off": 60000.0}
